@@ -1,0 +1,28 @@
+"""scratchgen: deep generative models on a from-scratch autograd engine."""
+from .tensor import Tensor, tensor, float32, float64, int64, int32, bool_
+from .grad_mode import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
+from .autograd import grad
+from .random import manual_seed, Generator
+from .creation import zeros, ones, full, zeros_like, ones_like, arange, eye, rand, randn, randint
+from .ops import (  # noqa: F401
+    add, sub, mul, div, neg, pow, exp, log, log1p, expm1, sqrt, abs, sign, sin, cos, tanh, sigmoid,
+    relu, leaky_relu, elu, softplus, logsigmoid, maximum, minimum, where, clip, astype,
+    sum, mean, var, std, max, min, logsumexp, argmax, argmin, softmax, log_softmax, matmul,
+    reshape, transpose, permute, swapaxes, broadcast_to, squeeze, unsqueeze, flatten,
+    concatenate, cat, stack, split, pad, flip, getitem, take_along_axis, gather, unbroadcast,
+)
+from .losses import (  # noqa: F401
+    binary_cross_entropy_with_logits, binary_cross_entropy, mse_loss, cross_entropy, gaussian_nll,
+)
+from .gradcheck import gradcheck, gradgradcheck, GradcheckError
+
+clamp = clip
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Submodules with optional dependencies (hypothesis, matplotlib) load on first use.
+    import importlib
+    if name in ("testing", "nn", "optim", "data", "models", "distributions", "metrics", "train", "plots"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'scratchgen' has no attribute {name!r}")

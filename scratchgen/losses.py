@@ -1,0 +1,74 @@
+"""Loss functions, composed from differentiable ops (so their gradients are exact to any order).
+
+Every loss takes reduction='mean' (default), 'sum' or 'none', as in PyTorch.
+"""
+import math
+
+from .ops.elementwise import clip, log, maximum, softplus
+from .ops.softmax import log_softmax
+from .ops.index import take_along_axis
+from .tensor import Tensor, as_tensor
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _same_shape(name, input, target):
+    if input.shape != target.shape:
+        raise ValueError(f"{name}: input shape {input.shape} and target shape {target.shape} differ")
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
+    """-[y log sigmoid(x) + (1-y) log(1-sigmoid(x))] = softplus(x) - x*y, finite for any x."""
+    target = as_tensor(target, like=logits)
+    _same_shape("binary_cross_entropy_with_logits", logits, target)
+    return _reduce(softplus(logits) - logits * target, reduction)
+
+
+def binary_cross_entropy(probs, target, reduction="mean"):
+    """BCE on probabilities; logs are clamped at -100 as in PyTorch. Prefer the logits version."""
+    target = as_tensor(target, like=probs)
+    _same_shape("binary_cross_entropy", probs, target)
+    tiny = 1e-44 if probs.dtype.itemsize == 4 else 1e-300
+    log_p = maximum(log(clip(probs, tiny, None)), -100.0)
+    log_1mp = maximum(log(clip(1 - probs, tiny, None)), -100.0)
+    return _reduce(-(target * log_p + (1 - target) * log_1mp), reduction)
+
+
+def mse_loss(input, target, reduction="mean"):
+    target = as_tensor(target, like=input)
+    _same_shape("mse_loss", input, target)
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def cross_entropy(logits, labels, reduction="mean"):
+    """Softmax cross-entropy of logits (N, C) against integer class labels (N,)."""
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: labels must be integers, got dtype {labels.dtype}")
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"cross_entropy: logits must be (N, C) and labels (N,), got {logits.shape} and {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), got range "
+                         f"[{labels.min()}, {labels.max()}]")
+    picked = take_along_axis(log_softmax(logits, axis=1), labels[:, None], axis=1)
+    return _reduce(-picked[:, 0], reduction)
+
+
+def gaussian_nll(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """0.5 * (log var + (input - target)^2 / var), var clamped below at eps (torch.nn.GaussianNLLLoss)."""
+    target = as_tensor(target, like=input)
+    var = clip(as_tensor(var, like=input), eps, None)
+    diff = input - target
+    loss = 0.5 * (log(var) + diff * diff / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)

@@ -1,0 +1,48 @@
+"""The op library. Each module pairs every forward with its backward rule; this file
+binds them to Tensor as methods and operators. A new op family (conv2d, say) is one
+new module plus its lines in the table below."""
+from ..tensor import Tensor
+from . import elementwise, index, matmul, reduce, shape, softmax
+from .elementwise import *  # noqa: F401,F403
+from .index import getitem, scatter_add, take_along_axis, gather  # noqa: F401
+from .matmul import matmul as matmul_op
+from .reduce import sum, mean, var, std, max, min, logsumexp, argmax, argmin  # noqa: F401
+from .shape import *  # noqa: F401,F403
+from .softmax import softmax, log_softmax  # noqa: F401
+
+E = elementwise
+
+
+def _swap(fn):
+    return lambda x, y: fn(y, x)
+
+
+_METHODS = {
+    # operators
+    "__add__": E.add, "__radd__": _swap(E.add), "__sub__": E.sub, "__rsub__": _swap(E.sub),
+    "__mul__": E.mul, "__rmul__": _swap(E.mul), "__truediv__": E.div, "__rtruediv__": _swap(E.div),
+    "__pow__": E.pow, "__rpow__": _swap(E.pow), "__neg__": E.neg,
+    "__matmul__": matmul_op, "__rmatmul__": _swap(matmul_op),
+    "__lt__": E.lt, "__le__": E.le, "__gt__": E.gt, "__ge__": E.ge, "__eq__": E.eq, "__ne__": E.ne,
+    "__getitem__": getitem,
+    # elementwise
+    "exp": E.exp, "log": E.log, "log1p": E.log1p, "expm1": E.expm1, "sqrt": E.sqrt, "abs": E.abs,
+    "sin": E.sin, "cos": E.cos, "tanh": E.tanh, "sigmoid": E.sigmoid, "relu": E.relu,
+    "softplus": E.softplus, "logsigmoid": E.logsigmoid, "sign": E.sign, "pow": E.pow,
+    "clip": E.clip, "clamp": E.clip, "astype": E.astype, "maximum": E.maximum, "minimum": E.minimum,
+    "matmul": matmul_op,
+    # reductions
+    "sum": reduce.sum, "mean": reduce.mean, "var": reduce.var, "std": reduce.std, "max": reduce.max,
+    "min": reduce.min, "logsumexp": reduce.logsumexp, "argmax": reduce.argmax, "argmin": reduce.argmin,
+    "softmax": softmax, "log_softmax": log_softmax,
+    # shape
+    "reshape": shape.reshape, "view": shape.reshape, "transpose": shape.transpose, "permute": shape.permute,
+    "swapaxes": shape.swapaxes, "broadcast_to": shape.broadcast_to, "expand": shape.broadcast_to,
+    "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze, "flatten": shape.flatten, "flip": shape.flip,
+    "gather": take_along_axis, "take_along_axis": take_along_axis,
+}
+for _name, _fn in _METHODS.items():
+    setattr(Tensor, _name, _fn)
+Tensor.T = property(lambda x: shape.transpose(x))
+Tensor.mT = property(lambda x: shape.swapaxes(x, -1, -2))
+matmul = matmul_op

@@ -1,0 +1,32 @@
+"""Seedable random numbers: a global generator (`manual_seed`) and `Generator` objects."""
+import numpy as np
+
+
+class Generator:
+    """A reproducible stream (NumPy PCG64 underneath) whose state can be saved and restored."""
+
+    def __init__(self, seed=None):
+        self.manual_seed(seed)
+
+    def manual_seed(self, seed):
+        self.rng = np.random.default_rng(seed)
+        return self
+
+    def get_state(self):
+        return self.rng.bit_generator.state
+
+    def set_state(self, state):
+        self.rng.bit_generator.state = state
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed):
+    """Seed the global generator used when no `generator=` is given."""
+    default_generator.manual_seed(seed)
+    return default_generator
+
+
+def rng(generator=None):
+    return (generator or default_generator).rng

@@ -1,0 +1,202 @@
+"""The Tensor: an array, plus what is needed to differentiate it.
+
+A tensor made by an op while grad mode is on, from an input that requires grad, keeps
+three things: the op's `_vjp` rule, the `_inputs` it was made from, and any non-tensor
+`_args` (an axis, an exponent). `autograd.py` walks these links backwards.
+Ops never modify a tensor in place, so saved inputs cannot go stale; the only in-place
+writes are optimizers updating `param.data` between steps, outside the graph.
+"""
+import numpy as np
+
+from . import backend
+from .grad_mode import _GradMode
+
+float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
+_NO_ARGS = {}
+
+
+class Tensor:
+    __slots__ = ("data", "_requires_grad", "grad", "_vjp", "_inputs", "_args", "__weakref__", "__dict__")
+    __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__
+    __hash__ = object.__hash__  # == is elementwise, identity stays hashable
+
+    def __init__(self, data, requires_grad=False):
+        if isinstance(data, np.generic):
+            data = np.asarray(data)
+        self.data = data
+        self.grad = None
+        self._vjp = None
+        self._inputs = ()
+        self._args = _NO_ARGS
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad = True
+
+    # -- autograd state ----------------------------------------------------------------
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        if flag and self.data.dtype.kind not in "fc":
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}; "
+                            f"convert first with .float() or .double()")
+        if not flag and self._vjp is not None:
+            raise RuntimeError("requires_grad can only be switched off on a leaf; use .detach()")
+        self._requires_grad = bool(flag)
+
+    def requires_grad_(self, flag=True):
+        self.requires_grad = flag
+        return self
+
+    @property
+    def is_leaf(self):
+        return self._vjp is None
+
+    @property
+    def grad_fn(self):
+        """The backward rule that made this tensor (None for leaves)."""
+        return self._vjp
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
+        from .autograd import backward
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+
+    def detach(self):
+        return Tensor(self.data)
+
+    # -- array views -------------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    dtype = property(lambda self: self.data.dtype)
+    device = property(lambda self: backend.device_of(self.data))
+    xp = property(lambda self: backend.array_module(self.data))
+
+    def numpy(self):
+        if self._requires_grad:
+            raise RuntimeError("call .detach().numpy() on a tensor that requires grad")
+        return backend.to_device(self.data, "cpu")
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return backend.to_device(self.data, "cpu").tolist()
+
+    def to(self, device):
+        from .ops.shape import to_device
+        return to_device(self, device)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.astype(float32)
+
+    def double(self):
+        return self.astype(float64)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __repr__(self):
+        body = np.array2string(backend.to_device(self.data, "cpu"), separator=", ", precision=4,
+                               prefix="tensor(")
+        extras = []
+        if self.data.dtype not in (np.float32, np.int64, np.bool_):
+            extras.append(f"dtype={self.data.dtype}")
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self._vjp is not None:
+            extras.append(f"grad_fn=<{self._vjp.__name__}>")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+
+def record(data, vjp, inputs, **args):
+    """Wrap an op's output array; keep its backward rule only if a gradient can flow through it.
+
+    `vjp(g, out, *inputs, **args)` returns one gradient (or None) per input, built from
+    Tensor ops, so the same rule gives higher-order gradients when the graph is kept.
+    """
+    out = Tensor(data)
+    if _GradMode.enabled:
+        for x in inputs:
+            if x._requires_grad:
+                out._requires_grad = True
+                out._vjp = vjp
+                out._inputs = inputs
+                if args:
+                    out._args = args
+                break
+    return out
+
+
+_constants = {}
+
+
+def as_tensor(x, like=None):
+    """Tensor for an op's operand. Python numbers take the dtype of the tensor they meet."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and isinstance(x, (int, float, bool)):
+        dtype = like.data.dtype if like.data.dtype.kind == "f" else _default_dtype(x)
+        # Constants are never written to, so one tensor per (value, dtype, device) serves all uses.
+        key = (x.__class__, x, dtype, like.data.__class__)
+        const = _constants.get(key)
+        if const is None:
+            if len(_constants) > 4096:
+                _constants.clear()
+            const = _constants[key] = Tensor(like.xp.asarray(x, dtype=dtype))
+        return const
+    return Tensor(_to_array(x, None))
+
+
+def _default_dtype(x):
+    return float32 if isinstance(x, float) else None
+
+
+def _to_array(data, dtype, device=None):
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        arr = (backend.array_module(data) if not isinstance(data, (list, tuple, int, float, bool))
+               else np).array(data, dtype=dtype)
+    elif isinstance(data, (np.ndarray, np.generic)) or not isinstance(data, (list, tuple, int, float, bool)):
+        arr = backend.array_module(data).array(data)  # arrays keep their dtype
+    else:
+        arr = np.array(data)
+        if arr.dtype == np.float64:  # Python floats default to float32, as in PyTorch
+            arr = arr.astype(float32)
+    if device is not None:
+        arr = backend.to_device(arr, device)
+    return arr
+
+
+def tensor(data, dtype=None, requires_grad=False, device=None):
+    """A new leaf tensor holding a copy of `data` (a list, a number, an array or a Tensor).
+
+    Dtype rule: Python floats become float32; NumPy arrays keep their dtype (float64 stays
+    float64); Python ints become int64.
+    """
+    return Tensor(_to_array(data, dtype, device), requires_grad=requires_grad)
