@@ -15,6 +15,7 @@ from .losses import (  # noqa: F401
     binary_cross_entropy_with_logits, binary_cross_entropy, mse_loss, cross_entropy, gaussian_nll,
 )
 from .gradcheck import gradcheck, gradgradcheck, GradcheckError
+from .serialization import save, load  # noqa: F401
 
 clamp = clip
 __version__ = "0.1.0"

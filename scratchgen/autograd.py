@@ -89,11 +89,23 @@ def _backprop(outputs, gradients, create_graph, retain_graph, targets=None):
 def backward(output, gradient=None, retain_graph=None, create_graph=False):
     """Accumulate d(output)/d(leaf) into every leaf's `.grad`."""
     retain_graph = create_graph if retain_graph is None else retain_graph
-    found = _backprop([output], [_seed_gradient(output, gradient)], create_graph, retain_graph)
+    seed = _seed_gradient(output, gradient)
+    found = _backprop([output], [seed], create_graph, retain_graph)
+    claimed = {id(seed.data)}
     for leaf, g in found.values():
         if not create_graph:
-            g = Tensor(g.data)
+            g = Tensor(_exclusive(g.data, claimed))
         leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def _exclusive(array, claimed):
+    """The array itself if this leaf alone can own and modify it, else a copy. Rules may
+    return views (a broadcast of the upstream gradient) or one array for two inputs (add)."""
+    flags = array.flags
+    if not flags.owndata or not getattr(flags, "writeable", True) or id(array) in claimed:
+        array = array.copy()
+    claimed.add(id(array))
+    return array
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

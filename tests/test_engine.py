@@ -254,3 +254,11 @@ def test_constructors_and_seeding():
     first = sg.rand(3, generator=g1).numpy()
     g1.set_state(state)
     assert np.array_equal(first, sg.rand(3, generator=g1).numpy())
+
+
+def test_each_leaf_gets_its_own_writeable_gradient_array():
+    a, b = leaf([1.0, 2.0, 3.0]), leaf([1.0, 1.0, 1.0])
+    (a + b).sum().backward()  # add's rule hands the same (broadcast) array to both inputs
+    assert a.grad.data is not b.grad.data
+    a.grad.data *= 2  # in-place gradient edits (clipping, weight decay) must be safe
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0, 1.0])

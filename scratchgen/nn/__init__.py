@@ -1,0 +1,7 @@
+"""Neural-network building blocks, in PyTorch's style: `sg.nn.Linear`, `sg.nn.functional as F`, `sg.nn.init`."""
+from . import functional, init  # noqa: F401
+from .module import Module, Parameter, Sequential, ModuleList, IncompatibleKeys  # noqa: F401
+from .layers import (  # noqa: F401
+    Linear, MaskedLinear, Identity, ReLU, LeakyReLU, ELU, Tanh, Sigmoid, Softplus, Flatten, Dropout,
+    BatchNorm1d, LayerNorm,
+)
