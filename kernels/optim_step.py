@@ -1,0 +1,277 @@
+"""Fused in-place optimizer updates over flat 1-D buffers (Adam/AdamW/AMSGrad, SGD, RMSProp).
+
+Each rule comes in three forms:
+  `_<rule>_ref`            NumPy reference, written with ufuncs only, so CuPy arrays go through it too;
+  `_<rule>_par/_ser`       Numba loops, one pass over memory. Parallel and serial variants are separate
+                           functions (not one function compiled twice) so that `cache=True` files never
+                           collide; buffers smaller than PARALLEL_MIN skip the thread-pool launch;
+  `<rule>(...)`            dispatch: Numba for NumPy float32/float64 contiguous 1-D buffers, else the reference.
+
+Kernels use error_model="numpy" (x/0 gives inf/nan as in NumPy): Python's error model puts a
+zero-division check in every division, which made the Adam loop ~7x slower. fastmath stays off, so
+no reassociation or FMA contraction: results match the reference.
+
+The dispatcher turns the hyperparameters into the same scalar coefficients for both forms (Python floats
+for the reference, which NumPy keeps in the array dtype; the array dtype for Numba), so both do the same
+float operations in the same order: they agree to rounding, usually bitwise. The operation order follows
+PyTorch's single-tensor implementations, except that moving averages are written beta*m + (1-beta)*g
+where PyTorch uses lerp (a last-bit difference).
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+PARALLEL_MIN = 1 << 15  # elements; below this a parallel launch costs more than it saves
+FORCE_IMPL = None       # "numpy" or "numba": override the dispatch everywhere (tests, benchmarks)
+
+
+def _use_numba(impl, arrays):
+    impl = FORCE_IMPL or impl or "auto"
+    if impl == "numpy":
+        return False
+    dt = arrays[0].dtype
+    ok = dt in (np.float32, np.float64) and all(
+        isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype == dt and a.flags.c_contiguous for a in arrays)
+    if impl == "numba" and not ok:
+        raise TypeError("the numba kernels need NumPy float32/float64 C-contiguous 1-D arrays of one dtype")
+    return ok
+
+
+def _run(par, ser, arrays, coefs, *flags):
+    dt = arrays[0].dtype.type
+    kernel = par if arrays[0].size >= PARALLEL_MIN else ser
+    kernel(*arrays, tuple(dt(c) for c in coefs), *flags)
+
+
+# ------------------------------------------------------------------------------------------------
+# Adam (Kingma & Ba, 2015, Alg. 1), AMSGrad (Reddi et al., 2018), AdamW (Loshchilov & Hutter, 2019).
+# With learning rate eta, weight decay lambda, step t = 1, 2, ...:
+#   g_t     = grad f(theta_{t-1})                         (+ lambda * theta_{t-1}  for Adam's L2 decay)
+#   theta_{t-1} <- (1 - eta * lambda) * theta_{t-1}       (AdamW: decoupled decay, applied first)
+#   m_t     = beta1 * m_{t-1} + (1 - beta1) * g_t
+#   v_t     = beta2 * v_{t-1} + (1 - beta2) * g_t^2
+#   vmax_t  = max(vmax_{t-1}, v_t)                        (AMSGrad: used in place of v_t below)
+#   theta_t = theta_{t-1} - eta / (1 - beta1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta2^t) + eps)
+# i.e. eta * mhat_t / (sqrt(vhat_t) + eps') with eps placed as in PyTorch. Without bias correction:
+#   theta_t = theta_{t-1} - eta * m_t / (sqrt(v_t) + eps).
+# coefs c = (lambda, 1 - eta*lambda, beta1, 1 - beta1, beta2, 1 - beta2, step_size, sqrt(1 - beta2^t), eps)
+# ------------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _adam_elem(p, g, m, v, vmax, c, decoupled, amsgrad):
+    wd, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, eps = c
+    if wd != 0:
+        if decoupled:
+            p = p * decay
+        else:
+            g = g + wd * p
+    m = b1 * m + omb1 * g
+    v = b2 * v + omb2 * g * g
+    vh = v
+    if amsgrad:
+        vmax = np.maximum(vmax, v)
+        vh = vmax
+    p = p - step_size * (m / (math.sqrt(vh) / bc2_sqrt + eps))
+    return p, m, v, vmax
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _adam_par(p, g, m, v, vmax, c, decoupled, amsgrad):
+    for i in prange(p.size):
+        vm = vmax[i] if amsgrad else v[i]  # vmax is an empty placeholder unless amsgrad
+        p[i], m[i], v[i], vm = _adam_elem(p[i], g[i], m[i], v[i], vm, c, decoupled, amsgrad)
+        if amsgrad:
+            vmax[i] = vm
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_ser(p, g, m, v, vmax, c, decoupled, amsgrad):
+    for i in range(p.size):
+        vm = vmax[i] if amsgrad else v[i]
+        p[i], m[i], v[i], vm = _adam_elem(p[i], g[i], m[i], v[i], vm, c, decoupled, amsgrad)
+        if amsgrad:
+            vmax[i] = vm
+
+
+def _adam_ref(p, g, m, v, vmax, c, decoupled, amsgrad):
+    wd, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, eps = c
+    if wd != 0:
+        if decoupled:
+            p *= decay
+        else:
+            g = g + wd * p
+    m *= b1
+    m += omb1 * g
+    v *= b2
+    v += omb2 * g * g
+    vh = v
+    if amsgrad:
+        np.maximum(vmax, v, out=vmax)
+        vh = vmax
+    p -= step_size * (m / (np.sqrt(vh) / bc2_sqrt + eps))
+
+
+def adam(p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, step=1,
+         amsgrad=False, decoupled=False, bias_correction=True, impl=None):
+    """One Adam/AdamW step, in place on p, m, v (and vmax with amsgrad). `step` is t (1-based)."""
+    if bias_correction:
+        step_size, bc2_sqrt = lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step)
+    else:
+        step_size, bc2_sqrt = lr, 1.0
+    c = (weight_decay, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, step_size, bc2_sqrt, eps)
+    arrays = (p, g, m, v, vmax if amsgrad else p[:0])
+    if _use_numba(impl, arrays):
+        _run(_adam_par, _adam_ser, arrays, c, bool(decoupled), bool(amsgrad))
+    else:
+        _adam_ref(*arrays, tuple(float(x) for x in c), decoupled, amsgrad)
+
+
+# ------------------------------------------------------------------------------------------------
+# SGD with momentum mu, dampening tau, Nesterov (Sutskever et al., 2013, as formulated in PyTorch):
+#   g_t     = grad f(theta_{t-1}) + lambda * theta_{t-1}
+#   b_t     = g_t                                   if t == 1  (first step: buffer starts at the gradient)
+#           = mu * b_{t-1} + (1 - tau) * g_t        otherwise
+#   d_t     = g_t + mu * b_t  (Nesterov)  |  b_t  (momentum)  |  g_t  (mu == 0)
+#   theta_t = theta_{t-1} - gamma * d_t
+# coefs c = (gamma, mu, 1 - tau, lambda)
+# ------------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _sgd_elem(p, g, b, c, nesterov, first):
+    lr, mu, omd, wd = c
+    if wd != 0:
+        g = g + wd * p
+    if mu != 0:
+        b = g if first else mu * b + omd * g
+        g = g + mu * b if nesterov else b
+    return p - lr * g, b
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _sgd_par(p, g, buf, c, nesterov, first):
+    has_buf = buf.size > 0
+    for i in prange(p.size):
+        b = buf[i] if has_buf else p[i]
+        p[i], b = _sgd_elem(p[i], g[i], b, c, nesterov, first)
+        if has_buf:
+            buf[i] = b
+
+
+@njit(cache=True, error_model="numpy")
+def _sgd_ser(p, g, buf, c, nesterov, first):
+    has_buf = buf.size > 0
+    for i in range(p.size):
+        b = buf[i] if has_buf else p[i]
+        p[i], b = _sgd_elem(p[i], g[i], b, c, nesterov, first)
+        if has_buf:
+            buf[i] = b
+
+
+def _sgd_ref(p, g, buf, c, nesterov, first):
+    lr, mu, omd, wd = c
+    if wd != 0:
+        g = g + wd * p
+    if mu != 0:
+        if first:
+            buf[...] = g
+        else:
+            buf *= mu
+            buf += omd * g
+        g = g + mu * buf if nesterov else buf
+    p -= lr * g
+
+
+def sgd(p, g, buf=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, first=False,
+        impl=None):
+    """One SGD step in place on p (and the momentum buffer `buf`, needed when momentum != 0)."""
+    c = (lr, momentum, 1 - dampening, weight_decay)
+    arrays = (p, g, buf if momentum != 0 else p[:0])
+    if _use_numba(impl, arrays):
+        _run(_sgd_par, _sgd_ser, arrays, c, bool(nesterov), bool(first))
+    else:
+        _sgd_ref(*arrays, tuple(float(x) for x in c), nesterov, first)
+
+
+# ------------------------------------------------------------------------------------------------
+# RMSProp (Hinton, Coursera lecture 6e), centered variant (Graves, 2013), as in PyTorch:
+#   g_t     = grad f(theta_{t-1}) + lambda * theta_{t-1}
+#   v_t     = alpha * v_{t-1} + (1 - alpha) * g_t^2
+#   centered: gbar_t = alpha * gbar_{t-1} + (1 - alpha) * g_t;  vtilde_t = v_t - gbar_t^2
+#   else:     vtilde_t = v_t
+#   mu > 0:   b_t = mu * b_{t-1} + g_t / (sqrt(vtilde_t) + eps);  theta_t = theta_{t-1} - gamma * b_t
+#   else:     theta_t = theta_{t-1} - gamma * g_t / (sqrt(vtilde_t) + eps)
+# coefs c = (gamma, alpha, 1 - alpha, eps, lambda, mu)
+# ------------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _rmsprop_elem(p, g, v, gbar, b, c, centered):
+    lr, alpha, oma, eps, wd, mu = c
+    if wd != 0:
+        g = g + wd * p
+    v = alpha * v + oma * g * g
+    if centered:
+        gbar = alpha * gbar + oma * g
+        avg = math.sqrt(v - gbar * gbar) + eps
+    else:
+        avg = math.sqrt(v) + eps
+    if mu > 0:
+        b = mu * b + g / avg
+        p = p - lr * b
+    else:
+        p = p - lr * (g / avg)
+    return p, v, gbar, b
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _rmsprop_par(p, g, v, gbar, buf, c, centered):
+    has_buf = buf.size > 0
+    for i in prange(p.size):
+        gb = gbar[i] if centered else p[i]  # gbar / buf are empty placeholders when unused
+        b = buf[i] if has_buf else p[i]
+        p[i], v[i], gb, b = _rmsprop_elem(p[i], g[i], v[i], gb, b, c, centered)
+        if centered:
+            gbar[i] = gb
+        if has_buf:
+            buf[i] = b
+
+
+@njit(cache=True, error_model="numpy")
+def _rmsprop_ser(p, g, v, gbar, buf, c, centered):
+    has_buf = buf.size > 0
+    for i in range(p.size):
+        gb = gbar[i] if centered else p[i]
+        b = buf[i] if has_buf else p[i]
+        p[i], v[i], gb, b = _rmsprop_elem(p[i], g[i], v[i], gb, b, c, centered)
+        if centered:
+            gbar[i] = gb
+        if has_buf:
+            buf[i] = b
+
+
+def _rmsprop_ref(p, g, v, gbar, buf, c, centered):
+    lr, alpha, oma, eps, wd, mu = c
+    if wd != 0:
+        g = g + wd * p
+    v *= alpha
+    v += oma * g * g
+    if centered:
+        gbar *= alpha
+        gbar += oma * g
+        avg = np.sqrt(v - gbar * gbar) + eps
+    else:
+        avg = np.sqrt(v) + eps
+    if mu > 0:
+        buf *= mu
+        buf += g / avg
+        p -= lr * buf
+    else:
+        p -= lr * (g / avg)
+
+
+def rmsprop(p, g, square_avg, grad_avg=None, buf=None, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0,
+            momentum=0.0, centered=False, impl=None):
+    """One RMSProp step in place on p, square_avg (and grad_avg if centered, buf if momentum > 0)."""
+    c = (lr, alpha, 1 - alpha, eps, weight_decay, momentum)
+    arrays = (p, g, square_avg, grad_avg if centered else p[:0], buf if momentum > 0 else p[:0])
+    if _use_numba(impl, arrays):
+        _run(_rmsprop_par, _rmsprop_ser, arrays, c, bool(centered))
+    else:
+        _rmsprop_ref(*arrays, tuple(float(x) for x in c), centered)
