@@ -1,0 +1,28 @@
+"""scratchgen.data: datasets, pixel transforms and mini-batch loading (NumPy only).
+
+    from scratchgen.data import load_mnist, DataLoader
+    x, y = load_mnist("train")             # full MNIST under $SCRATCHGEN_DATA, else a bundled subset
+    for xb, yb in DataLoader((x, y), batch_size=128, shuffle=True, seed=0): ...
+
+Data root: the `root` argument, else $SCRATCHGEN_DATA, else ~/.cache/scratchgen.
+"""
+from .paths import DATA_ENV, data_root
+from .mnist import describe_mnist_source, load_bundled_mnist, load_mnist, read_idx
+from .binarized import binarize_dynamic, load_binarized_mnist, parse_amat
+from .transforms import (dequantize, dynamic_binarize, logit_inverse, logit_transform, to_symmetric,
+                         to_unit)
+from .toy import (TOY_DATASETS, checkerboard, eight_gaussians, mode_centers, swiss_roll,
+                  twentyfive_gaussians, two_moons)
+from .loader import ArrayDataset, DataLoader
+from .download import download, list_datasets
+
+__all__ = [
+    "DATA_ENV", "data_root",
+    "load_mnist", "load_bundled_mnist", "describe_mnist_source", "read_idx",
+    "load_binarized_mnist", "binarize_dynamic", "parse_amat",
+    "to_unit", "to_symmetric", "dequantize", "dynamic_binarize", "logit_transform", "logit_inverse",
+    "TOY_DATASETS", "eight_gaussians", "twentyfive_gaussians", "swiss_roll", "two_moons",
+    "checkerboard", "mode_centers",
+    "ArrayDataset", "DataLoader",
+    "download", "list_datasets",
+]

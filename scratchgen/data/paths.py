@@ -1,0 +1,55 @@
+"""Where datasets live on disk.
+
+The data root is, in order: the `root` argument, $SCRATCHGEN_DATA, ~/.cache/scratchgen.
+Under it each dataset has its own folder: mnist/, fashion_mnist/, binarized_mnist/.
+"""
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+DATA_ENV = "SCRATCHGEN_DATA"
+DEFAULT_ROOT = Path("~/.cache/scratchgen")
+
+
+def data_root(root=None):
+    """The data root as an absolute Path (it need not exist)."""
+    root = root or os.environ.get(DATA_ENV) or DEFAULT_ROOT
+    return Path(root).expanduser().absolute()
+
+
+def dataset_dir(name, root=None):
+    return data_root(root) / name
+
+
+def find_file(folder, filename):
+    """`folder/filename` or `folder/filename.gz`, whichever exists (uncompressed first), else None."""
+    for candidate in (Path(folder) / filename, Path(folder) / (filename + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_error(path, dataset):
+    """The FileNotFoundError for a missing dataset file: what was searched and how to fix it."""
+    return FileNotFoundError(
+        f"{path}[.gz] not found (data root from the root argument, ${DATA_ENV}, or "
+        f"{DEFAULT_ROOT}; ${DATA_ENV}={os.environ.get(DATA_ENV, '<unset>')}). "
+        f"Fetch it with `scratchgen data download {dataset}` or point ${DATA_ENV} at a folder "
+        f"holding {dataset}/.")
+
+
+def read_bytes(path):
+    """The file's bytes, gunzipped if it is gzip. A damaged gzip stream is a ValueError naming the
+    file (never a silently shorter result)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:2] != b"\x1f\x8b":
+        if path.suffix == ".gz":
+            raise ValueError(f"{path}: not a gzip file (bad magic bytes); delete it and download again")
+        return data
+    try:
+        return gzip.decompress(data)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path}: corrupt or truncated gzip file ({e}); "
+                         "delete it and download again") from e
