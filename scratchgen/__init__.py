@@ -10,6 +10,7 @@ from .ops import (  # noqa: F401
     sum, mean, var, std, max, min, logsumexp, argmax, argmin, softmax, log_softmax, matmul,
     reshape, transpose, permute, swapaxes, broadcast_to, squeeze, unsqueeze, flatten,
     concatenate, cat, stack, split, pad, flip, getitem, take_along_axis, gather, unbroadcast,
+    affine_coupling, affine_coupling_inverse,
 )
 from .losses import (  # noqa: F401
     binary_cross_entropy_with_logits, binary_cross_entropy, mse_loss, cross_entropy, gaussian_nll,

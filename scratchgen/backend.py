@@ -24,6 +24,15 @@ def array_module(a):
     return cupy().get_array_module(a)
 
 
+def special(xp):
+    """scipy.special, or its CuPy twin, for the array module xp."""
+    if xp is np:
+        import scipy.special
+        return scipy.special
+    import cupyx.scipy.special
+    return cupyx.scipy.special
+
+
 def device_of(a):
     return "cpu" if isinstance(a, (np.ndarray, np.generic)) else "cuda"
 

@@ -13,6 +13,7 @@ from .grad_mode import _GradMode
 
 float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
 _NO_ARGS = {}
+_new = object.__new__
 
 
 class Tensor:
@@ -72,7 +73,7 @@ class Tensor:
     size = property(lambda self: self.data.size)
     dtype = property(lambda self: self.data.dtype)
     device = property(lambda self: backend.device_of(self.data))
-    xp = property(lambda self: backend.array_module(self.data))
+    xp = property(lambda self: np if self.data.__class__ is np.ndarray else backend.array_module(self.data))
 
     def numpy(self):
         if self._requires_grad:
@@ -139,7 +140,10 @@ def record(data, vjp, inputs, **args):
     `vjp(g, out, *inputs, **args)` returns one gradient (or None) per input, built from
     Tensor ops, so the same rule gives higher-order gradients when the graph is kept.
     """
-    out = Tensor(data)
+    if data.__class__ is not np.ndarray and isinstance(data, np.generic):
+        data = np.asarray(data)
+    out = _new(Tensor)  # skip __init__'s checks: an op's output is already a valid array
+    out.data, out.grad, out._vjp, out._inputs, out._args, out._requires_grad = data, None, None, (), _NO_ARGS, False
     if _GradMode.enabled:
         for x in inputs:
             if x._requires_grad:

@@ -9,6 +9,7 @@ from .matmul import matmul as matmul_op
 from .reduce import sum, mean, var, std, max, min, logsumexp, argmax, argmin  # noqa: F401
 from .shape import *  # noqa: F401,F403
 from .softmax import softmax, log_softmax  # noqa: F401
+from .coupling import affine_coupling, affine_coupling_inverse  # noqa: F401
 
 E = elementwise
 

@@ -7,6 +7,8 @@ from .reduce import normalize_axis
 
 def reshape(x, *shape):
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    if tuple(shape) == x.shape:
+        return x
     try:
         data = x.data.reshape(shape)
     except ValueError:

@@ -1,0 +1,156 @@
+"""MADE: Masked Autoencoder for Distribution Estimation (Germain, Gregor, Murray, Larochelle 2015).
+
+An autoencoder whose weight masks make output d depend only on inputs that come before d
+in an ordering, so the outputs are the conditionals of an exact autoregressive model:
+
+    log p(x) = sum_d log p(x_d | x_<d),   p(x_d = 1 | x_<d) = sigmoid(logit_d(x)).
+
+Masks come from degrees (Section 4): input d has degree m0(d) = its position in the
+ordering (1..D); hidden unit k of layer l draws m_l(k) from [min m_{l-1}, D-1]. Then
+
+    hidden mask   M_l[k, j]  = 1  if  m_l(k) >= m_{l-1}(j)
+    output mask   M_V[d, k]  = 1  if  m0(d)  >  m_L(k)        (strict: x_d never sees itself)
+
+Order- and connectivity-agnostic training (Section 5) cycles through K mask sets; at test
+time the K models are averaged in probability space: log p(x) = logmeanexp_k log p_k(x).
+"""
+import math
+
+import numpy as np
+
+from .. import nn
+from ..grad_mode import no_grad
+from ..losses import binary_cross_entropy_with_logits
+from ..ops.shape import stack
+from ..tensor import Tensor, float32
+from .registry import ModelSpec, register
+
+
+class MADE(nn.Module):
+    def __init__(self, input_dim, hidden_sizes, num_masks=1, natural_ordering=True,
+                 direct_connection=False, seed=0, dtype=float32):
+        super().__init__()
+        if input_dim < 2:
+            raise ValueError(f"MADE needs input_dim >= 2, got {input_dim}")
+        self.input_dim, self.hidden_sizes = input_dim, list(hidden_sizes)
+        self.num_masks, self.natural_ordering, self.seed = num_masks, natural_ordering, seed
+        sizes = [input_dim] + self.hidden_sizes + [input_dim]
+        self.layers = nn.ModuleList([
+            nn.MaskedLinear(n_in, n_out, np.ones((n_out, n_in)), dtype=dtype)
+            for n_in, n_out in zip(sizes[:-1], sizes[1:])])
+        self.direct = (nn.MaskedLinear(input_dim, input_dim, np.ones((input_dim, input_dim)), bias=False, dtype=dtype)
+                       if direct_connection else None)
+        self.mask_index = 0
+        self.set_mask(0)
+
+    # -- masks from degrees ---------------------------------------------------------------
+    def degrees(self, k):
+        """Degrees of the input and every hidden layer for mask set k (reproducible from the seed)."""
+        D = self.input_dim
+        rng = np.random.default_rng([self.seed, k])
+        # Order-agnostic training gives every mask set its own ordering.
+        m0 = np.arange(1, D + 1) if self.natural_ordering else rng.permutation(D) + 1
+        degrees = [m0]
+        for h in self.hidden_sizes:
+            low = min(degrees[-1].min(), D - 1)
+            degrees.append(rng.integers(low, D, size=h))  # in [low, D-1]
+        return degrees
+
+    def set_mask(self, k):
+        """Install mask set k: the ordering and connectivity of one member of the ensemble."""
+        self.mask_index = k % self.num_masks
+        m = self.degrees(self.mask_index)
+        for layer, m_prev, m_next in zip(self.layers[:-1], m[:-1], m[1:]):
+            layer.set_mask(m_next[:, None] >= m_prev[None, :])
+        self.layers[-1].set_mask(m[0][:, None] > m[-1][None, :])
+        if self.direct is not None:
+            self.direct.set_mask(m[0][:, None] > m[0][None, :])
+        self.ordering = np.argsort(m[0])  # input indices in the order they are generated
+
+    def next_mask(self):
+        self.set_mask(self.mask_index + 1)
+
+    # -- the model ------------------------------------------------------------------------
+    def forward(self, x):
+        """Logits of p(x_d = 1 | x_<d) for every d, shape (N, D)."""
+        h = x
+        for layer in self.layers[:-1]:
+            h = layer(h).relu()
+        logits = self.layers[-1](h)
+        return logits + self.direct(x) if self.direct is not None else logits
+
+    def log_prob_one_mask(self, x):
+        return -binary_cross_entropy_with_logits(self(x), x, reduction="none").sum(axis=1)
+
+    def log_prob(self, x, num_masks=None):
+        """Exact log-likelihood in nats per example. With several masks (the default is all
+        of them), average the ensemble in probability space with a log-mean-exp."""
+        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=self.layers[0].weight.dtype))
+        K = num_masks or self.num_masks
+        if K == 1:
+            return self.log_prob_one_mask(x)
+        keep = self.mask_index
+        per_mask = []
+        for k in range(K):
+            self.set_mask(k)
+            per_mask.append(self.log_prob_one_mask(x))
+        self.set_mask(keep)
+        return stack(per_mask, axis=0).logsumexp(axis=0) - math.log(K)
+
+    @no_grad()
+    def sample(self, n, generator=None):
+        """Ancestral sampling, one dimension per pass (D passes), batched over n samples."""
+        from ..random import rng
+        draw = rng(generator)
+        dtype = self.layers[0].weight.dtype
+        x = np.zeros((n, self.input_dim), dtype=dtype)
+        for d in self.ordering:
+            p = self(Tensor(x)).sigmoid().data[:, d]
+            x[:, d] = draw.random(n) < p
+        return Tensor(x)
+
+
+@register("made")
+class MADESpec(ModelSpec):
+    description = "MADE on binarized MNIST (Larochelle split), exact NLL in nats"
+    dataset = "binarized_mnist"
+    defaults = dict(epochs=100, batch_size=100, lr=1e-3, hidden=[500], num_masks=1, resample_every=1,
+                    natural_ordering=True, direct_connection=False)
+    monitor = ("valid_nll", "min")
+    patience = 15
+
+    def build(self):
+        c = self.config
+        return MADE(784, c["hidden"], num_masks=c["num_masks"], natural_ordering=c["natural_ordering"],
+                    direct_connection=c["direct_connection"], seed=c["seed"])
+
+    def _split(self, split):
+        from ..data import load_binarized_mnist
+        return load_binarized_mnist(split)
+
+    def train_dataset(self):
+        x = self._split("train")
+        limit = self.config.get("limit_train")
+        return (x[:limit] if limit else x,)
+
+    def loss(self, model, batch):
+        x, = batch
+        if model.num_masks > 1:
+            self._steps = getattr(self, "_steps", 0) + 1
+            if self._steps % self.config["resample_every"] == 0:
+                model.next_mask()
+        return -model.log_prob_one_mask(x).mean()
+
+    def evaluate(self, model, split):
+        x = self._split(split)
+        limit = self.config.get("limit_eval")
+        x = x[:limit] if limit else x
+        total = 0.0
+        with no_grad():
+            for i in range(0, len(x), 1000):
+                total += float(model.log_prob(x[i:i + 1000]).sum().item())
+        return {f"{split}_nll": -total / len(x)}
+
+    def sample(self, model, n, path):
+        from ..plots import image_grid
+        return image_grid(model.sample(n).numpy().reshape(n, 28, 28), path, nrow=int(math.sqrt(n)))
