@@ -12,7 +12,7 @@ setup(
     packages=packages,
     package_dir={"scratchgen.kernels": "kernels"},
     package_data={"scratchgen.data": ["bundled/*.npz"]},
-    install_requires=["numpy>=1.26", "scipy", "numba>=0.59", "matplotlib", "tqdm"],
+    install_requires=["numpy>=1.26", "scipy", "numba>=0.59", "matplotlib", "tqdm", "threadpoolctl"],
     extras_require={
         "dev": ["pytest", "hypothesis"],
         "gpu": ["cupy-cuda12x", "numba-cuda"],

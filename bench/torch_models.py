@@ -1,0 +1,372 @@
+#!/usr/bin/env python
+"""PyTorch twins of scratchgen's MADE and NICE, for speed comparisons and as a reference run.
+
+Same architecture, parameter names (state_dict keys), float32, loss and optimizer settings as
+scratchgen.models.made.MADE and scratchgen.models.nice.NICE, so a scratchgen state_dict loads
+straight into the torch model (`from_scratchgen`) and both start from identical weights/masks.
+
+    TorchMADE(784, [500])                        masked MLP, loss = BCE-with-logits summed over
+                                                 pixels, mean over the batch; Adam(lr 1e-3)
+    TorchNICE(784, 4, 1000, 5)                   4 additive couplings (5x1000 ReLU), logistic
+                                                 prior, odd/even split via reshape(N, -1, 2),
+                                                 diagonal log-scale; Adam(1e-3, (0.9, 0.99), 1e-4)
+
+Equivalence check (scratchgen vs torch losses and gradients over a few Adam steps from the same
+weights, real MNIST batches):
+
+    python bench/torch_models.py check
+
+Reference NICE training run (the data pipeline of examples/nice_mnist.py: fresh dequantization
+noise per batch for training, one fixed draw for validation and test; validation picks the best
+epoch; test log-likelihood in nats and bits/dim; one JSON line per epoch in DIR/metrics.jsonl):
+
+    SCRATCHGEN_DATA=/work/shared/data python bench/torch_models.py nice --epochs 1000 --out runs/torch_nice
+    python bench/torch_models.py nice --epochs 1 --limit-train 2000 --out /tmp/tn     # smoke test
+
+torch is a bench-only dependency; scratchgen itself never imports it.
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as tnn  # noqa: E402
+import torch.nn.functional as TF  # noqa: E402
+
+MADE_ADAM = dict(lr=1e-3)
+NICE_ADAM = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-4)
+
+
+# -- MADE -------------------------------------------------------------------------------------------
+class MaskedLinear(tnn.Linear):
+    """y = x @ (W * mask).T + b, the mask a (out, in) buffer (as scratchgen.nn.MaskedLinear)."""
+
+    def __init__(self, n_in, n_out, bias=True):
+        super().__init__(n_in, n_out, bias=bias)
+        self.register_buffer("mask", torch.ones(n_out, n_in))
+
+    def set_mask(self, mask):
+        self.mask.copy_(torch.as_tensor(np.asarray(mask, dtype=np.float32)))
+
+    def forward(self, x):
+        return TF.linear(x, self.weight * self.mask, self.bias)
+
+
+class TorchMADE(tnn.Module):
+    """One mask set, natural ordering, no direct connection (the MADE-500 benchmark config).
+    Masks: copy them from a scratchgen MADE (`from_scratchgen`) or pass `masks` (list of (out, in))."""
+
+    def __init__(self, input_dim=784, hidden_sizes=(500,), masks=None):
+        super().__init__()
+        sizes = [input_dim] + list(hidden_sizes) + [input_dim]
+        self.layers = tnn.ModuleList([MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:])])
+        if masks is not None:
+            for layer, m in zip(self.layers, masks):
+                layer.set_mask(m)
+
+    def forward(self, x):
+        h = x
+        for layer in self.layers[:-1]:
+            h = torch.relu(layer(h))
+        return self.layers[-1](h)
+
+    def log_prob(self, x):
+        return -TF.binary_cross_entropy_with_logits(self(x), x, reduction="none").sum(1)
+
+    def loss(self, x):
+        return -self.log_prob(x).mean()
+
+
+# -- NICE -------------------------------------------------------------------------------------------
+def mlp(n_in, n_hidden, n_layers, n_out):
+    layers, n = [], n_in
+    for _ in range(n_layers):
+        layers += [tnn.Linear(n, n_hidden), tnn.ReLU()]
+        n = n_hidden
+    return tnn.Sequential(*layers, tnn.Linear(n, n_out))
+
+
+class AdditiveCoupling(tnn.Module):
+    def __init__(self, dim, hidden, n_layers, parity):
+        super().__init__()
+        self.parity = parity
+        self.m = mlp(dim // 2, hidden, n_layers, dim // 2)
+
+    def split(self, x):
+        pairs = x.reshape(x.shape[0], -1, 2)
+        return pairs[:, :, self.parity], pairs[:, :, 1 - self.parity]
+
+    def merge(self, y1, y2):
+        halves = (y1, y2) if self.parity == 0 else (y2, y1)
+        return torch.stack(halves, dim=2).reshape(y1.shape[0], -1)
+
+    def forward(self, x):
+        x1, x2 = self.split(x)
+        return self.merge(x1, x2 + self.m(x1))
+
+    def inverse(self, y):
+        y1, y2 = self.split(y)
+        return self.merge(y1, y2 - self.m(y1))
+
+
+class TorchNICE(tnn.Module):
+    def __init__(self, dim=784, num_couplings=4, hidden=1000, hidden_layers=5):
+        super().__init__()
+        self.dim = dim
+        self.couplings = tnn.ModuleList([AdditiveCoupling(dim, hidden, hidden_layers, i % 2)
+                                         for i in range(num_couplings)])
+        self.log_scale = tnn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        for layer in self.couplings:
+            x = layer(x)
+        return x * self.log_scale.exp(), self.log_scale.sum()
+
+    def log_prob(self, x):
+        h, logdet = self(x)
+        return -(TF.softplus(h) + TF.softplus(-h)).sum(1) + logdet   # logistic prior
+
+    def loss(self, x):
+        return -self.log_prob(x).mean()
+
+
+# -- weights from scratchgen ------------------------------------------------------------------------
+def from_scratchgen(torch_model, sg_model):
+    """Copy every parameter and buffer of a scratchgen model into its torch twin (same keys)."""
+    sd = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sg_model.state_dict().items()}
+    torch_model.load_state_dict(sd, strict=True)
+    return torch_model
+
+
+def made_pair(seed=0, hidden=500):
+    """(scratchgen MADE, identical TorchMADE)."""
+    from scratchgen.models.made import MADE
+    sgm = MADE(784, [hidden], num_masks=1, natural_ordering=True, seed=seed)
+    return sgm, from_scratchgen(TorchMADE(784, [hidden]), sgm)
+
+
+def nice_pair(num_couplings=4, hidden=1000, hidden_layers=5):
+    """(scratchgen NICE, identical TorchNICE)."""
+    from scratchgen.models.nice import NICE
+    sgm = NICE(784, num_couplings, hidden, hidden_layers, prior="logistic", coupling="additive")
+    return sgm, from_scratchgen(TorchNICE(784, num_couplings, hidden, hidden_layers), sgm)
+
+
+# -- equivalence check ------------------------------------------------------------------------------
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def check_equivalence(which, batches, steps=5, seed=0, log=print):
+    """Train the scratchgen model and its torch twin side by side for `steps` Adam steps on the same
+    batches; return per-step {loss rel diff, max grad rel diff (per-tensor, relative L2 norm),
+    max param rel diff after the step}."""
+    import scratchgen as sg
+    sg.manual_seed(seed)
+    torch.manual_seed(seed)
+    if which == "made":
+        sgm, tm = made_pair(seed)
+        sg_opt, t_opt = sg.optim.Adam(sgm.parameters(), **MADE_ADAM), torch.optim.Adam(tm.parameters(), **MADE_ADAM)
+        sg_loss = lambda x: -sgm.log_prob_one_mask(x).mean()  # noqa: E731
+    else:
+        sgm, tm = nice_pair()
+        sg_opt, t_opt = sg.optim.Adam(sgm.parameters(), **NICE_ADAM), torch.optim.Adam(tm.parameters(), **NICE_ADAM)
+        sg_loss = lambda x: -sgm.log_prob(x).mean()  # noqa: E731
+    t_params = dict(tm.named_parameters())
+    rows = []
+    for step in range(steps):
+        xb = batches[step % len(batches)]
+        sg_opt.zero_grad()
+        ls = sg_loss(sg.tensor(xb))
+        ls.backward()
+        t_opt.zero_grad()
+        lt = tm.loss(torch.from_numpy(xb))
+        lt.backward()
+        grad_rel = {n: _rel(p.grad.numpy(), t_params[n].grad.numpy()) for n, p in sgm.named_parameters()}
+        sg_opt.step()
+        t_opt.step()
+        param_rel = {n: _rel(p.detach().numpy(), t_params[n].detach().numpy()) for n, p in sgm.named_parameters()}
+        worst = max(grad_rel, key=grad_rel.get)
+        row = {"step": step + 1, "loss_sg": float(ls.item()), "loss_torch": float(lt.item()),
+               "loss_rel": abs(float(ls.item()) - float(lt.item())) / abs(float(lt.item())),
+               "grad_rel_max": grad_rel[worst], "grad_rel_max_param": worst,
+               "param_rel_max": max(param_rel.values())}
+        rows.append(row)
+        if log:
+            log(f"{which} step {row['step']}: loss scratchgen {row['loss_sg']:.6f} torch {row['loss_torch']:.6f} "
+                f"(rel {row['loss_rel']:.2e}); max grad rel diff {row['grad_rel_max']:.2e} "
+                f"({worst}); max param rel diff after step {row['param_rel_max']:.2e}")
+    return rows
+
+
+def _check_main(args):
+    from scratchgen.data import dequantize, load_binarized_mnist, load_mnist
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    xb = load_binarized_mnist("train")
+    made_batches = [xb[rng.choice(len(xb), 100, replace=False)] for _ in range(args.steps)]
+    u8 = load_mnist("train")[0].reshape(-1, 784)
+    nice_batches = [dequantize(u8[rng.choice(len(u8), 200, replace=False)], rng) for _ in range(args.steps)]
+    out = {"made": check_equivalence("made", made_batches, args.steps),
+           "nice": check_equivalence("nice", nice_batches, args.steps)}
+    worst = {k: {m: max(r[m] for r in v) for m in ("loss_rel", "grad_rel_max", "param_rel_max")}
+             for k, v in out.items()}
+    print("worst over steps:", json.dumps(worst))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": out, "worst": worst}, f, indent=1)
+    ok = all(w["loss_rel"] < args.tol and w["grad_rel_max"] < args.tol for w in worst.values())
+    print("EQUIVALENT" if ok else f"MISMATCH (tolerance {args.tol})")
+    return 0 if ok else 1
+
+
+# -- reference NICE training run --------------------------------------------------------------------
+@torch.no_grad()
+def log_likelihood(model, x, batch=1000):
+    """Average log-likelihood in nats of float32 array x."""
+    return sum(float(model.log_prob(torch.from_numpy(x[i:i + batch])).sum()) for i in range(0, len(x), batch)) / len(x)
+
+
+def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, seed=0, num_couplings=4,
+                     hidden=1000, hidden_layers=5, limit_train=None, limit_eval=None, threads=None,
+                     init_from_scratchgen=True, log=print):
+    """Train TorchNICE on dequantized MNIST (50k train / 10k valid / 10k test) as examples/nice_mnist.py
+    does; return the results dict. Writes out/metrics.jsonl (one line per epoch) and out/results.json."""
+    from scratchgen.data import dequantize, load_mnist
+    from scratchgen.models.nice import bits_per_dim
+    if threads:
+        torch.set_num_threads(int(threads))
+    if out:
+        os.makedirs(out, exist_ok=True)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
+    train_u8 = flat(load_mnist("train")[0])
+    valid = dequantize(flat(load_mnist("valid")[0]), rng)   # one fixed noise draw (same order as the example)
+    test = dequantize(flat(load_mnist("test")[0]), rng)
+    if limit_train:
+        train_u8 = train_u8[:limit_train]
+    if limit_eval:
+        valid, test = valid[:limit_eval], test[:limit_eval]
+    if init_from_scratchgen:   # the same initial weights as scratchgen's NICE under the same seed
+        import scratchgen as sg
+        from scratchgen.models.nice import NICE
+        sg.manual_seed(seed)
+        model = from_scratchgen(TorchNICE(784, num_couplings, hidden, hidden_layers),
+                                NICE(784, num_couplings, hidden, hidden_layers, "logistic", "additive"))
+    else:
+        model = TorchNICE(784, num_couplings, hidden, hidden_layers)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-4)
+    noise = np.random.default_rng(seed + 1)
+    metrics_path = os.path.join(out, "metrics.jsonl") if out else None
+    if metrics_path and os.path.exists(metrics_path):
+        os.remove(metrics_path)
+    n = len(train_u8)
+    best, best_epoch, best_state, bad = -math.inf, None, None, 0
+    start = time.time()
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = np.random.default_rng([seed, epoch - 1]).permutation(n)   # as scratchgen's DataLoader
+        loss_sum = 0.0
+        for b in range(0, n, batch_size):
+            x = torch.from_numpy(dequantize(train_u8[order[b:b + batch_size]], noise))  # fresh noise
+            opt.zero_grad()
+            loss = model.loss(x)
+            loss.backward()
+            opt.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {b // batch_size}")
+            loss_sum += value * len(x)
+        train_time = time.perf_counter() - t0
+        model.eval()
+        valid_ll = log_likelihood(model, valid)
+        record = {"epoch": epoch, "train_loss": loss_sum / n, "valid_ll": valid_ll,
+                  "valid_bits_per_dim": bits_per_dim(valid_ll), "lr": lr,
+                  "time_s": round(time.perf_counter() - t0, 4), "train_time_s": round(train_time, 4),
+                  "examples_per_s": round(n / max(train_time, 1e-9), 1)}
+        improved = valid_ll > best
+        if improved:
+            best, best_epoch, bad = valid_ll, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            if out:
+                torch.save(best_state, os.path.join(out, "best.pt"))
+        else:
+            bad += 1
+        if metrics_path:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if log:
+            log(f"epoch {epoch}/{epochs}  train_loss {record['train_loss']:.4f}  valid_ll {valid_ll:.2f} "
+                f"({record['valid_bits_per_dim']:.4f} bpd)  {record['time_s']:.1f}s  "
+                f"{record['examples_per_s']:.0f} ex/s{'  *' if improved else ''}")
+        if patience is not None and bad >= patience:
+            if log:
+                log(f"early stopping: no improvement for {bad} epochs (best {best:.2f} at epoch {best_epoch})")
+            break
+    train_time = time.time() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    test_ll = log_likelihood(model, test)
+    results = {"framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "test_ll_nats": test_ll, "test_bits_per_dim": bits_per_dim(test_ll), "best_valid_ll": best,
+               "best_epoch": best_epoch, "epochs_run": epoch, "train_time_s": round(train_time, 1),
+               "config": dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+                              couplings=num_couplings, hidden=hidden, hidden_layers=hidden_layers,
+                              limit_train=limit_train, limit_eval=limit_eval,
+                              init_from_scratchgen=init_from_scratchgen)}
+    if out:
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    if log:
+        log(f"test log-likelihood {test_ll:.1f} nats = {bits_per_dim(test_ll):.3f} bits/dim "
+            f"(best epoch {best_epoch}, {train_time / 60:.1f} min)")
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="scratchgen vs torch losses/gradients from identical weights")
+    c.add_argument("--steps", type=int, default=5)
+    c.add_argument("--tol", type=float, default=1e-4)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--json", default=None, help="write the per-step numbers here")
+    n = sub.add_parser("nice", help="train the torch NICE on dequantized MNIST")
+    n.add_argument("--epochs", type=int, default=20)
+    n.add_argument("--batch-size", type=int, default=200)
+    n.add_argument("--lr", type=float, default=1e-3)
+    n.add_argument("--patience", type=int, default=20, help="epochs without a better valid LL (0: never stop)")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--couplings", type=int, default=4)
+    n.add_argument("--hidden", type=int, default=1000)
+    n.add_argument("--hidden-layers", type=int, default=5)
+    n.add_argument("--limit-train", type=int, default=None, help="first N training images only (smoke tests)")
+    n.add_argument("--limit-eval", type=int, default=None, help="first N valid/test images only (smoke tests)")
+    n.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    n.add_argument("--torch-init", action="store_true", help="torch's own init instead of scratchgen's weights")
+    n.add_argument("--out", default="runs/torch_nice")
+    args = p.parse_args(argv)
+    if args.cmd == "check":
+        return _check_main(args)
+    print(json.dumps(train_torch_nice(args.epochs, args.out, args.batch_size, args.lr, args.patience or None,
+                                      args.seed, args.couplings, args.hidden, args.hidden_layers,
+                                      args.limit_train, args.limit_eval, args.threads,
+                                      not args.torch_init), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

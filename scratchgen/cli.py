@@ -1,0 +1,425 @@
+"""The `scratchgen` command line.
+
+    scratchgen train MODEL [--data DIR] [--epochs N] [--batch-size N] [--lr F] [--seed N]
+                           [--device cpu|cuda] [--out DIR] [--resume] [--limit-train N] ...
+    scratchgen sample RUN_DIR [--n N]
+    scratchgen evaluate RUN_DIR [--split test]
+    scratchgen models
+    scratchgen data list
+    scratchgen data download NAME
+
+A run folder (default runs/<model>-<timestamp>) gets config.json, metrics.jsonl,
+checkpoint.npz (latest epoch), best.npz (best validation metric), results.json (final test
+metrics), samples.png and curves.png. `--resume` continues the run in --out from its
+checkpoint, exactly as if it had never stopped.
+"""
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+
+DATA_ENV = "SCRATCHGEN_DATA"
+
+
+class CLIError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _say(*args):
+    print(*args, flush=True)
+
+
+def _set_data_root(path):
+    """Point the data module at `path` (the --data flag wins over $SCRATCHGEN_DATA)."""
+    if path is None:
+        return
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        raise CLIError(f"--data {path}: no such directory")
+    os.environ[DATA_ENV] = path
+
+
+class _ThreadLimit:
+    """Cap the threads of NumPy's BLAS (through threadpoolctl, when installed) and of Numba's
+    parallel kernels for the duration of a command; restores them afterwards. On a busy
+    machine, fewer threads than cores avoids spinning threads waiting for each other."""
+
+    def __init__(self, n):
+        self.n, self._blas, self._numba = n, None, None
+
+    def __enter__(self):
+        if not self.n:
+            return self
+        try:
+            import numba
+            self._numba = numba.get_num_threads()
+            numba.set_num_threads(max(1, min(self.n, numba.config.NUMBA_NUM_THREADS)))
+        except ImportError:
+            pass
+        try:
+            from threadpoolctl import threadpool_limits
+            self._blas = threadpool_limits(limits=self.n)
+        except ImportError:
+            _say(f"note: threadpoolctl is not installed, so --threads leaves BLAS alone; "
+                 f"set OPENBLAS_NUM_THREADS={self.n} before starting instead")
+        return self
+
+    def __exit__(self, *exc):
+        if self._blas is not None:
+            self._blas.restore_original_limits()
+        if self._numba is not None:
+            import numba
+            numba.set_num_threads(self._numba)
+
+
+def _limit_threads(args, spec):
+    """--threads, else $SCRATCHGEN_THREADS, else the model's own choice (spec.threads), else all."""
+    n = getattr(args, "threads", None) or int(os.environ.get("SCRATCHGEN_THREADS") or 0) or spec.threads
+    if n:
+        args.cleanup.enter_context(_ThreadLimit(n))
+
+
+def _data_root():
+    return os.environ.get(DATA_ENV) or None
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _read_config(run_dir):
+    if not os.path.isdir(run_dir):
+        raise CLIError(f"run directory {os.path.abspath(run_dir)} does not exist")
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise CLIError(f"{os.path.abspath(path)} not found: is {run_dir} a scratchgen run directory?")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _spec(name, config):
+    from .models import UnknownModelError, create
+    try:
+        return create(name, config)
+    except UnknownModelError as e:
+        raise CLIError(str(e)) from None
+
+
+def _load_trained(args, run_dir, data=None, device=None, which="best"):
+    """(spec, model, config, checkpoint path) for a finished or running run directory."""
+    from .checkpoint import load_checkpoint
+    config = _read_config(run_dir)
+    _set_data_root(data or (config.get("data_root") if config.get("data_root") and
+                            os.path.isdir(config["data_root"]) else None))
+    if device:
+        config["device"] = device
+    spec = _spec(config["model"], {k: v for k, v in config.items() if k not in RUN_INFO})
+    _limit_threads(args, spec)
+    names = ["best.npz", "checkpoint.npz"] if which == "best" else ["checkpoint.npz"]
+    path = next((os.path.join(run_dir, n) for n in names if os.path.exists(os.path.join(run_dir, n))), None)
+    if path is None:
+        raise CLIError(f"no checkpoint ({' or '.join(names)}) in {os.path.abspath(run_dir)}")
+    model = spec.build()
+    load_checkpoint(path, model=model, restore_rng=False)
+    if (spec.config.get("device") or "cpu") != "cpu":
+        model.to(spec.config["device"])
+    model.eval()
+    return spec, model, config, path
+
+
+def _describe_data(spec):
+    try:
+        return spec.describe_data()
+    except Exception as e:  # noqa: BLE001 - a description must never stop a command
+        return f"{spec.dataset} ({type(e).__name__}: {e})"
+
+
+# -- train ---------------------------------------------------------------------------------------------
+RUN_INFO = ("model", "data_root", "data_source", "created", "command", "resumed", "scratchgen_version")
+OVERRIDES = ("epochs", "batch_size", "lr", "seed", "device", "limit_train", "limit_eval", "patience")
+
+
+def _parse_set(items):
+    """--set key=value pairs; values parsed as JSON where possible (numbers, lists, true/false)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CLIError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        try:
+            out[k.replace("-", "_")] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.replace("-", "_")] = v
+    return out
+
+
+def cmd_train(args):
+    from . import plots
+    from .data import DataLoader
+    from .train import EarlyStopping, fit, resume, seed_everything
+
+    t_start = time.perf_counter()
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
+    overrides.update(_parse_set(args.set))
+
+    if args.resume:
+        if not args.out:
+            raise CLIError("--resume needs --out RUN_DIR (the run to continue)")
+        config = _read_config(args.out)
+        if args.model != config["model"]:
+            raise CLIError(f"{args.out} holds a run of model {config['model']!r}, not {args.model!r}")
+        if not os.path.exists(os.path.join(args.out, "checkpoint.npz")):
+            raise CLIError(f"no checkpoint.npz in {os.path.abspath(args.out)} to resume from")
+        allowed = {"epochs", "device", "patience"}
+        ignored = sorted(set(overrides) - allowed)
+        if ignored:
+            _say(f"note: --resume keeps the run's settings; ignoring {', '.join(ignored)}")
+        planned_epochs = config.get("epochs")
+        config.update({k: v for k, v in overrides.items() if k in allowed})
+        if args.data is None and config.get("data_root") and os.path.isdir(config["data_root"]):
+            args.data = config["data_root"]
+        out = args.out
+    else:
+        config = dict(overrides)
+        out = args.out or os.path.join("runs", f"{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if os.path.exists(os.path.join(out, "checkpoint.npz")):
+            raise CLIError(f"{os.path.abspath(out)} already holds a run: pass --resume to continue it, "
+                           f"or choose another --out")
+
+    _set_data_root(args.data)
+    spec = _spec(args.model, {k: v for k, v in config.items()
+                              if k not in RUN_INFO})
+    cfg = spec.config
+    _limit_threads(args, spec)
+    data_source = _describe_data(spec)
+    _say(f"model: {args.model} ({spec.description})")
+    _say(f"data: {data_source}")
+    _say(f"output: {os.path.abspath(out)}")
+
+    os.makedirs(out, exist_ok=True)
+    seed_everything(int(cfg["seed"]))
+    model = spec.build()
+    device = cfg.get("device") or "cpu"
+    if device != "cpu":
+        model.to(device)
+    optimizer = spec.make_optimizer(model)
+    scheduler = spec.make_scheduler(optimizer)
+    loader = DataLoader(spec.train_dataset(), batch_size=int(cfg["batch_size"]), shuffle=True,
+                        drop_last=False, seed=int(cfg["seed"]))
+    metric, mode = spec.monitor
+    stopper = EarlyStopping(metric, mode, patience=cfg.get("patience", spec.patience))
+
+    start_epoch = 0
+    if args.resume:
+        start_epoch = resume(out, model, optimizer, scheduler, loader, stopper)
+        _say(f"resuming after epoch {start_epoch} of {cfg['epochs']}")
+        if scheduler is not None and planned_epochs != cfg["epochs"]:
+            _say(f"note: the learning-rate schedule keeps its plan for {planned_epochs} epochs")
+
+    from . import __version__
+    now, command = time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(["scratchgen"] + args.argv)
+    saved = {"model": args.model, **cfg, "data_root": _data_root(), "data_source": data_source,
+             "created": config.get("created", now) if args.resume else now,
+             "command": config.get("command", command) if args.resume else command,
+             "scratchgen_version": __version__}
+    if args.resume:
+        saved["resumed"] = config.get("resumed", []) + [f"{now}: {command}"]
+    _write_json(os.path.join(out, "config.json"), saved)
+
+    result = fit(model, optimizer, loader, spec.loss, int(cfg["epochs"]),
+                 valid_fn=lambda m: spec.evaluate(m, "valid"),
+                 metrics_path=os.path.join(out, "metrics.jsonl"), early_stopping=stopper,
+                 checkpoint_dir=out, start_epoch=start_epoch, scheduler=scheduler, device=device,
+                 progress=not args.no_progress, log=_say)
+    train_time = time.perf_counter() - t_start
+
+    # The model now holds the best epoch's weights: report the test split once.
+    test_metrics = spec.evaluate(model, "test")
+    results = {"model": args.model, "best_epoch": stopper.best_epoch, "monitor": metric,
+               f"best_{metric}": stopper.best, "epochs_run": result.last_epoch,
+               "stopped_early": result.stopped_early, **test_metrics,
+               "train_wall_s": round(train_time, 2), "data_source": data_source}
+    samples = spec.visualize(model, out)
+    curves = plots.curves(os.path.join(out, "metrics.jsonl"), os.path.join(out, "curves.png"),
+                          title=f"{args.model}: training curves")
+    results["total_wall_s"] = round(time.perf_counter() - t_start, 2)
+    _write_json(os.path.join(out, "results.json"), results)
+
+    shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in test_metrics.items())
+    best = "none" if stopper.best is None else f"{stopper.best:.4f}"
+    _say(f"best epoch {stopper.best_epoch} ({metric} {best}); test: {shown}")
+    _say(f"wrote {out}/: config.json metrics.jsonl checkpoint.npz best.npz results.json "
+         f"{os.path.basename(samples)} {os.path.basename(curves)}  ({results['total_wall_s']:.1f}s)")
+    return 0
+
+
+# -- sample / evaluate ------------------------------------------------------------------------------------
+def cmd_sample(args):
+    spec, model, config, ckpt = _load_trained(args, args.run_dir, args.data, args.device)
+    _say(f"model: {config['model']} from {ckpt}")
+    _say(f"data: {_describe_data(spec)}")
+    if args.out:
+        path = spec.sample(model, args.n or spec.n_samples, args.out)
+    else:
+        path = spec.visualize(model, args.run_dir, args.n)
+    _say(f"wrote {path}")
+    return 0
+
+
+def cmd_evaluate(args):
+    spec, model, config, ckpt = _load_trained(args, args.run_dir, args.data, args.device, args.checkpoint)
+    _say(f"model: {config['model']} from {ckpt}")
+    _say(f"data: {_describe_data(spec)}")
+    t0 = time.perf_counter()
+    metrics = spec.evaluate(model, args.split)
+    for k, v in metrics.items():
+        _say(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}")
+    _say(f"({time.perf_counter() - t0:.1f}s)")
+    if args.json:
+        _say(json.dumps(metrics))
+    return 0
+
+
+# -- models / data ------------------------------------------------------------------------------------------
+def cmd_models(args):
+    from .models import available, create, import_errors
+    for name in available():
+        spec = create(name)
+        keys = ("epochs", "batch_size", "lr")
+        _say(f"{name:12s} {spec.description}  [data: {spec.dataset}; "
+             + ", ".join(f"{k}={spec.config[k]}" for k in keys if k in spec.config) + "]")
+    for name, err in import_errors().items():
+        _say(f"(module {name} failed to import: {err})")
+    return 0
+
+
+def cmd_data(args):
+    from . import data
+    _set_data_root(args.data)
+    root = data.data_root()
+    origin = "--data" if args.data else f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "default"
+    _say(f"data root: {root} ({origin})")
+    if args.data_command == "list":
+        for name, where, bundled in data.list_datasets():
+            extra = "; a bundled subset is used when it is missing" if bundled and where == "missing" else ""
+            _say(f"  {name:16s} {where}{extra}")
+        toy = getattr(data, "TOY_DATASETS", None)
+        if toy:
+            _say(f"  {'toy 2-D sets':16s} generated on the fly: {', '.join(sorted(toy))}")
+        _say(f"MNIST in use: {data.describe_mnist_source()}")
+        return 0
+    if args.data_command == "download":
+        try:
+            result = data.download(args.name)
+        except Exception as e:  # noqa: BLE001 - report the reason, not a traceback
+            raise CLIError(f"download of {args.name!r} failed: {type(e).__name__}: {e}") from None
+        _say(f"{args.name}: {result}")
+        return 0
+    raise CLIError("usage: scratchgen data {list,download NAME}")
+
+
+# -- argument parsing ---------------------------------------------------------------------------------------
+def build_parser():
+    p = argparse.ArgumentParser(prog="scratchgen", description="Train, sample and evaluate scratchgen models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a registered model", description="Train a registered model. "
+                       "Run `scratchgen models` for the names and their default hyperparameters.")
+    t.add_argument("model", help="model name (see `scratchgen models`)")
+    t.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int, dest="batch_size")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", choices=["cpu", "cuda"])
+    t.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
+                        "model's choice, else all cores)")
+    t.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>-<timestamp>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    t.add_argument("--limit-train", type=int, dest="limit_train", metavar="N",
+                   help="train on the first N training examples only")
+    t.add_argument("--limit-eval", type=int, dest="limit_eval", metavar="N",
+                   help="evaluate on the first N examples of each split only")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other model hyperparameter, e.g. --set dropout=0.1 (repeatable)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples.png from a trained run")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("--n", type=int, default=None, help="number of samples")
+    s.add_argument("--out", metavar="PATH", help="PNG path (default RUN_DIR/samples.png)")
+    s.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
+    s.add_argument("--device", choices=["cpu", "cuda"])
+    s.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
+                        "model's choice, else all cores)")
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("evaluate", help="evaluate a trained run on a data split")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--split", default="test", help="data split (default test)")
+    e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
+    e.add_argument("--device", choices=["cpu", "cuda"])
+    e.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
+                        "model's choice, else all cores)")
+    e.add_argument("--json", action="store_true", help="also print the metrics as one JSON line")
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("models", help="list the registered models")
+    m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("data", help="list or download data sets")
+    dsub = d.add_subparsers(dest="data_command", metavar="{list,download}")
+    dsub.required = True
+    dl = dsub.add_parser("list", help="data sets and where they are")
+    dl.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
+    dd = dsub.add_parser("download", help="download a data set into the data root")
+    dd.add_argument("name")
+    dd.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
+    d.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv=None):
+    """Entry point; returns the exit status (0 ok, 1 error, 2 usage error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    saved_env = os.environ.get(DATA_ENV)
+    try:
+        with contextlib.ExitStack() as args.cleanup:  # commands register what to undo at the end
+            return args.func(args) or 0
+    except CLIError as e:
+        print(f"scratchgen: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except BrokenPipeError:  # e.g. `scratchgen data list | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except KeyboardInterrupt:
+        print("scratchgen: interrupted (the last finished epoch is in checkpoint.npz; --resume continues)",
+              file=sys.stderr)
+        return 130
+    finally:
+        # --data is scoped to this call (matters when main() is called in-process, e.g. by tests)
+        if saved_env is None:
+            os.environ.pop(DATA_ENV, None)
+        else:
+            os.environ[DATA_ENV] = saved_env
+
+
+if __name__ == "__main__":
+    sys.exit(main())

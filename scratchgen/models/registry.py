@@ -1,0 +1,166 @@
+"""The model registry: what `scratchgen train NAME` can build.
+
+A registered entry is a `ModelSpec` subclass (or a factory returning a ModelSpec): it tells the
+CLI how to build the model from a config, its default hyperparameters, which data it trains on,
+its training objective, how to evaluate it and how to draw `samples.png`.
+
+    from scratchgen.models import ModelSpec, register
+
+    @register("mlp")
+    class MLPClassifier(ModelSpec):
+        description = "MLP classifier on MNIST"
+        defaults = dict(epochs=10, batch_size=128, lr=1e-3, hidden=[512, 256])
+        monitor = ("valid_acc", "max")
+
+        def build(self): ...                       # the nn.Module, from self.config
+        def train_dataset(self): ...               # tuple of arrays, or anything DataLoader takes
+        def loss(self, model, batch): ...          # scalar Tensor (or dict with 'loss')
+        def evaluate(self, model, split): ...      # {"test_acc": ..., "test_loss": ...}
+        def sample(self, model, n, path): ...      # writes samples.png, returns the path
+
+Adding a model is adding one file under scratchgen/models/: every module there is imported
+when `scratchgen.models` is.
+"""
+import inspect
+
+_REGISTRY = {}
+_IMPORT_ERRORS = {}  # module name -> error text, for modules of scratchgen/models that failed to import
+
+
+class UnknownModelError(KeyError):
+    def __str__(self):  # KeyError quotes its message; show it plainly
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelSpec:
+    """Everything the CLI and the training loop need to know about one model.
+
+    Subclasses set `description`, `defaults`, `dataset` and `monitor`, and implement `build`,
+    `train_dataset`, `loss`, `evaluate`, and `sample` (or `visualize`). `self.config` holds the
+    defaults updated with the user's settings (epochs, batch_size, lr, seed, data, limit_train...).
+    """
+
+    name = None
+    description = ""
+    dataset = "mnist"  # name of the data set, shown by the CLI
+    defaults = {}  # hyperparameters: epochs, batch_size, lr, and model-specific ones
+    monitor = ("valid_loss", "min")  # validation metric for model selection / early stopping
+    patience = None  # epochs without improvement before stopping (None: never stop early)
+    n_samples = 64  # how many samples `visualize` draws into samples.png
+    threads = None  # CPU threads the CLI gives BLAS and Numba for this model (None: all cores)
+
+    BASE_DEFAULTS = dict(epochs=10, batch_size=128, lr=1e-3, seed=0, weight_decay=0.0)
+
+    def __init__(self, config=None):
+        cfg = dict(self.BASE_DEFAULTS)
+        cfg.update(self.defaults)
+        for k, v in (config or {}).items():
+            if v is not None:
+                cfg[k] = v
+        self.config = cfg
+
+    # -- what each model provides ---------------------------------------------------------
+    def build(self):
+        """Return the model (an sg.nn.Module) for self.config."""
+        raise NotImplementedError(f"{type(self).__name__}.build")
+
+    def train_dataset(self):
+        """Training data for sg.data.DataLoader (e.g. a tuple of arrays)."""
+        raise NotImplementedError(f"{type(self).__name__}.train_dataset")
+
+    def loss(self, model, batch):
+        """Training objective on one batch (a tuple of Tensors): a scalar Tensor, or a dict
+        with key 'loss' and any other scalars to log."""
+        raise NotImplementedError(f"{type(self).__name__}.loss")
+
+    def evaluate(self, model, split):
+        """Metrics on a data split ('valid', 'test', ...), keys prefixed with the split name."""
+        raise NotImplementedError(f"{type(self).__name__}.evaluate")
+
+    def sample(self, model, n, path):
+        """Draw n samples (or examples of the model at work) into the PNG `path`; return it."""
+        raise NotImplementedError(f"{type(self).__name__}.sample")
+
+    def visualize(self, model, out_dir, n=None):
+        """Write samples.png (and any other pictures) into out_dir; return samples.png's path."""
+        import os
+        return self.sample(model, n or self.n_samples, os.path.join(out_dir, "samples.png"))
+
+    # -- optional hooks with sensible defaults --------------------------------------------
+    def make_optimizer(self, model):
+        import scratchgen.optim as optim
+        kwargs = {"lr": self.config["lr"]}
+        if self.config.get("weight_decay"):
+            kwargs["weight_decay"] = self.config["weight_decay"]
+        return optim.Adam(model.parameters(), **kwargs)
+
+    def make_scheduler(self, optimizer):
+        return None
+
+    def describe_data(self):
+        """One line saying which data this model uses (the CLI prints it)."""
+        from scratchgen import data
+        fn = getattr(data, f"describe_{self.dataset}_source", None)
+        if fn is None and "mnist" in self.dataset:
+            fn = getattr(data, "describe_mnist_source", None)
+        return fn() if fn else self.dataset
+
+
+def register(name, *, defaults=None):
+    """Register a ModelSpec subclass (or a factory `fn(config) -> ModelSpec`) under `name`."""
+
+    def decorate(obj):
+        if name in _REGISTRY and _REGISTRY[name] is not obj:
+            raise ValueError(f"model name {name!r} is already registered by {_REGISTRY[name]!r}")
+        if inspect.isclass(obj):
+            obj.name = name
+            if defaults:
+                obj.defaults = {**obj.defaults, **defaults}
+        else:
+            obj.defaults = dict(defaults or getattr(obj, "defaults", {}))
+        _REGISTRY[name] = obj
+        return obj
+
+    return decorate
+
+
+def available():
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def import_errors():
+    return dict(_IMPORT_ERRORS)
+
+
+def get(name):
+    """The registered class or factory for `name`; a clear error listing the known names."""
+    if name not in _REGISTRY:
+        msg = f"unknown model {name!r}; available models: {', '.join(available()) or '(none)'}"
+        broken = {k: v for k, v in _IMPORT_ERRORS.items()}
+        if broken:
+            msg += "; modules that failed to import: " + "; ".join(f"{k}: {v}" for k, v in broken.items())
+        raise UnknownModelError(msg)
+    return _REGISTRY[name]
+
+
+def create(name, config=None):
+    """A ModelSpec instance for `name`, its config = defaults updated with `config`."""
+    entry = get(name)
+    spec = entry(config or {})
+    if not inspect.isclass(entry):
+        if not isinstance(spec, ModelSpec):
+            raise TypeError(f"factory for model {name!r} must return a ModelSpec, got {type(spec).__name__}")
+        spec.name = name
+        if getattr(entry, "defaults", None):
+            merged = dict(spec.config)
+            for k, v in entry.defaults.items():
+                if (config or {}).get(k) is None:
+                    merged[k] = v
+            spec.config = merged
+    return spec
+
+
+def defaults_of(name):
+    """Default hyperparameters of a registered model (base defaults included)."""
+    return create(name).config

@@ -1,0 +1,158 @@
+"""The `scratchgen` command line, run in-process through cli.main() on tiny slices of MNIST
+(the bundled subset: SCRATCHGEN_DATA is unset here)."""
+import json
+import os
+
+import pytest
+
+from scratchgen import checkpoint, cli
+from scratchgen.models import ModelSpec, available, create, register, registry
+
+TINY = ["--limit-train", "256", "--limit-eval", "200", "--batch-size", "64", "--no-progress", "--seed", "0"]
+RUN_FILES = ["config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "results.json",
+             "samples.png", "curves.png"]
+
+
+@pytest.fixture(autouse=True)
+def bundled_data(monkeypatch):
+    monkeypatch.delenv("SCRATCHGEN_DATA", raising=False)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One tiny `scratchgen train mlp` run, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("runs") / "mlp-tiny"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SCRATCHGEN_DATA", raising=False)
+        assert cli.main(["train", "mlp", "--epochs", "1", "--out", str(out)] + TINY) == 0
+    return out
+
+
+def jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_train_writes_every_file(run_dir):
+    for name in RUN_FILES:
+        assert (run_dir / name).stat().st_size > 0, name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == "mlp" and config["epochs"] == 1 and config["limit_train"] == 256
+    assert config["batch_size"] == 64 and config["lr"] == 2e-3 and "bundled" in config["data_source"]
+    records = jsonl(run_dir / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1]
+    assert {"train_loss", "valid_loss", "valid_acc", "time_s", "examples_per_s"} <= set(records[0])
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0.0 <= results["test_acc"] <= 1.0 and results["best_epoch"] == 1
+    assert (run_dir / "samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_prints_which_data(tmp_path, capsys):
+    assert cli.main(["train", "mlp", "--epochs", "1", "--out", str(tmp_path / "r")] + TINY) == 0
+    out = capsys.readouterr().out
+    assert "data:" in out and "test_acc" in out
+
+
+def test_sample_and_evaluate(run_dir, tmp_path, capsys):
+    png = tmp_path / "s.png"
+    assert cli.main(["sample", str(run_dir), "--n", "12", "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["evaluate", str(run_dir), "--split", "test", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "data:" in out
+    metrics = json.loads(out.strip().splitlines()[-1])
+    results = json.loads((run_dir / "results.json").read_text())
+    assert metrics["test_acc"] == pytest.approx(results["test_acc"])  # same weights, same split
+    assert cli.main(["evaluate", str(run_dir), "--split", "valid", "--checkpoint", "last"]) == 0
+
+
+def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys):
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(straight)] + TINY) == 0
+
+    # Kill the second run while it saves epoch 2: its checkpoint stays at epoch 1.
+    real_save = checkpoint.save_checkpoint
+
+    def dying_save(path, model, *args, epoch=0, **kwargs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_save(path, model, *args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", dying_save)
+    assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(crashed)] + TINY) == 130
+    monkeypatch.undo()
+    assert "--resume" in capsys.readouterr().err
+    assert [r["epoch"] for r in jsonl(crashed / "metrics.jsonl")] == [1]
+
+    assert cli.main(["train", "mlp", "--out", str(crashed), "--resume", "--no-progress"]) == 0
+    assert "resuming after epoch 1 of 2" in capsys.readouterr().out
+    a, b = jsonl(straight / "metrics.jsonl"), jsonl(crashed / "metrics.jsonl")
+    assert [r["epoch"] for r in b] == [1, 2]
+    for key in ("train_loss", "valid_loss", "valid_acc", "lr"):
+        assert [r[key] for r in a] == [r[key] for r in b], key  # exact equality
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (straight, crashed))
+    assert ra["test_acc"] == rb["test_acc"] and ra["test_loss"] == rb["test_loss"]
+
+
+def test_data_list(capsys):
+    assert cli.main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out.lower() and "data root" in out
+
+
+def test_models_lists_mlp(capsys):
+    assert cli.main(["models"]) == 0
+    assert "mlp" in capsys.readouterr().out
+
+
+def test_unknown_model_lists_available(capsys):
+    assert cli.main(["train", "no-such-model", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "mlp" in err
+
+
+def test_missing_run_dir_is_named(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert cli.main(["evaluate", str(missing)]) == 1
+    assert str(missing) in capsys.readouterr().err
+    assert cli.main(["sample", str(missing)]) == 1
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_refuses_to_overwrite_a_run_and_checks_resume(run_dir, tmp_path, capsys):
+    assert cli.main(["train", "mlp", "--epochs", "1", "--out", str(run_dir)] + TINY) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main(["train", "mlp", "--resume"]) == 1
+    assert "--out" in capsys.readouterr().err
+    assert cli.main(["train", "mlp", "--resume", "--out", str(tmp_path / "empty")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_data_dir(tmp_path, capsys):
+    assert cli.main(["train", "mlp", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_data_flag_does_not_leak(tmp_path):
+    empty = tmp_path / "emptyroot"
+    empty.mkdir()
+    cli.main(["data", "list", "--data", str(empty)])
+    assert "SCRATCHGEN_DATA" not in os.environ
+
+
+def test_registry_accepts_factories():
+    class Toy(ModelSpec):
+        description = "toy"
+        defaults = {"epochs": 3}
+
+    @register("toy-factory-for-test", defaults={"lr": 0.5})
+    def make(config):
+        return Toy(config)
+
+    try:
+        spec = create("toy-factory-for-test", {"epochs": 7})
+        assert "toy-factory-for-test" in available()
+        assert spec.config["epochs"] == 7 and spec.config["lr"] == 0.5
+        assert spec.name == "toy-factory-for-test"
+    finally:
+        registry._REGISTRY.pop("toy-factory-for-test", None)
