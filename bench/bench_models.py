@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (no numpy imported yet)
 
 RESULT_TAG = "RESULT_JSON:"
+KEEP_MARKER = "<!-- hand-written analysis below: kept when bench_models.py rewrites this file -->"
 # torch: torch.optim.Adam with its CPU default (the single-tensor for-loop implementation);
 # torch_fused: Adam(fused=True), torch's fastest CPU Adam (one fused kernel over all parameters).
 CONTENDERS = ("scratchgen", "torch", "torch_fused")
@@ -64,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--fit-epochs", type=int, default=0,
                    help="also time this many real MADE epochs through scratchgen.train.fit vs a torch loop")
     p.add_argument("--profile-steps", type=int, default=0, help="also profile this many steps per model")
+    p.add_argument("--gemm", action="store_true",
+                   help="also time each model step's GEMMs alone, NumPy/OpenBLAS vs torch/MKL "
+                        "(implied by --profile-steps)")
     p.add_argument("--md", default=None, help="write the markdown report here")
     p.add_argument("--json", default=None, help="write the raw results here")
     p.add_argument("--quick", action="store_true", help="few steps (smoke test)")
@@ -277,9 +281,9 @@ def profile_scratchgen(which, steps, top=25):
     st = pstats.Stats(prof)
     total = st.total_tt / steps
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():
-        rows.append({"func": f"{os.path.relpath(file, common.REPO_ROOT) if file.startswith(common.REPO_ROOT) else os.path.basename(file)}:{line}({func})"
-                     if line else func,
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():
+        where = os.path.relpath(file, common.REPO_ROOT) if file.startswith(common.REPO_ROOT) else os.path.basename(file)
+        rows.append({"func": f"{where}:{line}({func})" if line else func,
                      "calls_per_step": nc / steps, "tottime_ms": tt / steps * 1e3, "cumtime_ms": ct / steps * 1e3})
     by_tot = sorted(rows, key=lambda r: -r["tottime_ms"])[:top]
     by_cum = sorted([r for r in rows if "scratchgen" in r["func"] or "kernels" in r["func"]],
@@ -329,14 +333,17 @@ def run_one(spec):
     if ARGS.fit_epochs:
         res["fit"] = time_fit_epochs(ARGS.fit_epochs)
         res["fit"]["load_after"] = common.loadavg()
+    if ARGS.gemm or ARGS.profile_steps:
+        res["gemm_only"] = {which: time_gemms(which, repeat=7 if which == "nice" else 30)
+                            for which in ARGS.models.split(",")}
+        res["gemm_only"]["load_after"] = common.loadavg()
     if ARGS.profile_steps:
         res["profile"] = {}
         for which in ARGS.models.split(","):
             steps = max(2, ARGS.profile_steps // (5 if which == "nice" else 1))
             res["profile"][which] = {"scratchgen": profile_scratchgen(which, steps),
                                      "torch": profile_torch(which, steps, "torch"),
-                                     "torch_fused": profile_torch(which, steps, "torch_fused"),
-                                     "gemm_only": time_gemms(which, repeat=9 if which == "nice" else 30)}
+                                     "torch_fused": profile_torch(which, steps, "torch_fused")}
     res["load_after"] = common.loadavg()
     res["elapsed_s"] = time.perf_counter() - t0
     return res
@@ -352,6 +359,7 @@ def run_subprocess(spec):
     cmd = [sys.executable, os.path.abspath(__file__), "--threads", spec, "--emit-json"]
     for flag in ("models", "made_steps", "nice_steps", "warmup", "fit_epochs", "profile_steps"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(ARGS, flag))]
+    cmd += ["--gemm"] if ARGS.gemm else []
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     if out.returncode:
         raise SystemExit(f"child for threads={spec} failed ({out.returncode})")
@@ -424,11 +432,30 @@ def fit_table(results):
                             "ratio ours/this median (min)", "train_loss per epoch"], rows, align="ll" + "r" * 5)
 
 
+def gemm_table(results):
+    rows = []
+    for r in results:
+        for which, g in (r.get("gemm_only") or {}).items():
+            if which == "load_after":
+                continue
+            n, t = g["numpy"], g["torch"]
+            rows.append([r["threads"], which.upper(), str(len(gemm_shapes(which))),
+                         f"{ms(n['median_s'])} ± {ms(n['iqr_s'])}", ms(n["min_s"]),
+                         f"{ms(t['median_s'])} ± {ms(t['iqr_s'])}", ms(t["min_s"]),
+                         f"**{n['median_s'] / t['median_s']:.2f}**", f"{n['min_s'] / t['min_s']:.2f}",
+                         f"{r['gemm_only']['load_after']:.2f}"])
+    if not rows:
+        return None
+    return common.md_table(["threads", "model", "GEMMs/step", "NumPy (OpenBLAS) ms median ± IQR", "min",
+                            "torch (MKL) ms median ± IQR", "min", "ratio (median)", "ratio (min)", "load after"],
+                           rows, align="ll" + "r" * 8)
+
+
 def profile_section(results):
     out = []
     for r in results:
         for which, p in (r.get("profile") or {}).items():
-            s, g = p["scratchgen"], p["gemm_only"]
+            s = p["scratchgen"]
             out.append(f"### {which.upper()}, threads {r['threads']}\n")
             out.append(f"scratchgen, cProfile over {s['steps']} steps: {s['wall_ms_per_step_profiled']:.1f} ms/step "
                        f"under the profiler. Top functions by own time (per step):\n")
@@ -442,12 +469,7 @@ def profile_section(results):
                 out.append(common.md_table(["op", "calls/step", "self ms/step", "total ms/step"],
                                            [[f"`{x['op']}`", f"{x['calls_per_step']:.0f}", f"{x['self_ms']:.2f}",
                                              f"{x['total_ms']:.2f}"] for x in t["by_self"][:12]]))
-            out.append(f"\nThe step's GEMMs alone ({len(gemm_shapes(which))} matmuls, same shapes/layouts as the "
-                       f"engine's linear forward/backward), interleaved: NumPy/OpenBLAS "
-                       f"{g['numpy']['median_s'] * 1e3:.1f} ms (min {g['numpy']['min_s'] * 1e3:.1f}) vs torch/MKL "
-                       f"{g['torch']['median_s'] * 1e3:.1f} ms (min {g['torch']['min_s'] * 1e3:.1f}): "
-                       f"ratio {g['numpy']['median_s'] / g['torch']['median_s']:.2f} (min "
-                       f"{g['numpy']['min_s'] / g['torch']['min_s']:.2f}).\n")
+            out.append("")
     return "\n".join(out) if out else None
 
 
@@ -460,7 +482,7 @@ def report(results, info, command):
         f"- Machine: {info['cpu']}, nproc={info['nproc']} (affinity {info['affinity']}), {info['platform']}",
         f"- Versions: python {v['python']}, numpy {v['numpy']}, torch {v['torch']}, numba {v['numba']}, "
         f"scratchgen {v['scratchgen']} (git {info['git']}, uncommitted working tree)",
-        f"- Command: `{command}`",
+        f"- Commands: `{command}`",
         "- Threads: one subprocess per thread count, OMP/OPENBLAS/MKL/NUMEXPR/NUMBA_NUM_THREADS set before any "
         "import, torch.set_num_threads(n). Seen: " + "; ".join(
             f"n={r['threads']}: torch {r['torch_threads']}, numba {r['numba_threads']}, "
@@ -492,6 +514,12 @@ def report(results, info, command):
         lines += ["", "## Real MADE epochs: `scratchgen.train.fit` vs a plain torch loop", "",
                   "Whole epochs (500 steps of 100, shuffled by epoch, DataLoader batches, no validation, no progress "
                   "bar), scratchgen and torch epochs alternated:", "", ft]
+    gt = gemm_table(results)
+    if gt:
+        lines += ["", "## The step's GEMMs alone: NumPy/OpenBLAS vs torch/MKL", "",
+                  "Every matmul of one training step with the engine's shapes and operand layouts "
+                  "(`scratchgen.nn.functional.linear`: forward `x @ W.T`, backward `g @ W` (not for the data input) "
+                  "and `g.T @ x`), on random float32 arrays, NumPy and torch calls interleaved:", "", gt]
     ps = profile_section(results)
     if ps:
         lines += ["", "## Where the time goes (profiles)", "", ps]
@@ -506,8 +534,8 @@ def main():
         runs = [json.load(open(f)) for f in ARGS.from_json]
         results = [r for run in runs for r in run["results"]]
         info = runs[0]["info"]
-        command = " && ".join(run["command"] for run in runs) + " && then: python bench/bench_models.py " + \
-            " ".join(sys.argv[1:])
+        command = "`; `".join(run["command"] for run in runs) + "` (one run per thread count, each under 5 min), " \
+            "then merged with `python bench/bench_models.py " + " ".join(sys.argv[1:])
     else:
         results = [run_one(THREADS[0])] if IN_PROCESS else [run_subprocess(s) for s in THREADS]
         import numpy  # noqa: F401
@@ -519,8 +547,14 @@ def main():
     text = report(results, info, command)
     print(text)
     if ARGS.md:
+        kept = ""
+        if os.path.exists(ARGS.md):
+            with open(ARGS.md) as f:
+                old = f.read()
+            if KEEP_MARKER in old:
+                kept = old[old.index(KEEP_MARKER):]
         with open(ARGS.md, "w") as f:
-            f.write(text)
+            f.write(text + ("\n" + kept if kept else ""))
     if ARGS.json:
         with open(ARGS.json, "w") as f:
             json.dump({"info": info, "command": command, "results": results}, f, indent=1)

@@ -1,6 +1,8 @@
 """Reductions over an axis, a tuple of axes, or everything (axis=None), with keepdims."""
 import builtins
 
+import numpy as np
+
 from ..tensor import Tensor, record
 
 
@@ -80,7 +82,8 @@ def logsumexp(x, axis=None, keepdims=False):
     axes = normalize_axis(axis, x.ndim, "logsumexp")
     m = x.data.max(axis=axes, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0)  # all -inf (or an inf) would give nan after shifting
-    s = xp.log(xp.exp(x.data - m).sum(axis=axes, keepdims=True)) + m
+    with np.errstate(divide="ignore"):  # a row of all -inf has logsumexp -inf, as it should
+        s = xp.log(xp.exp(x.data - m).sum(axis=axes, keepdims=True)) + m
     out = s if keepdims else s.reshape([n for i, n in enumerate(x.shape) if i not in axes])
     return record(out, logsumexp_vjp, (x,), axes=axes, keepdims=keepdims)
 
