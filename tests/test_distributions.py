@@ -54,7 +54,9 @@ def test_logistic_log_prob_and_entropy_match_scipy(mu, s):
     np.testing.assert_allclose(d.entropy().numpy(), st.logistic(mu, s).entropy(), rtol=1e-12)
 
 
-@given(low=st_h.floats(-3, 1), width=st_h.floats(0.1, 4))
+# Subnormal lows are excluded: scipy's (x - low) / scale rounds to -0.0 there and counts
+# x = 0 < low as inside the support.
+@given(low=st_h.floats(-3, 1, allow_subnormal=False), width=st_h.floats(0.1, 4))
 def test_uniform_log_prob_and_entropy_match_scipy(low, width):
     d = Uniform(np.float64(low), np.float64(low + width))
     x = np.concatenate([grid(17), [low + 0.5 * width]])

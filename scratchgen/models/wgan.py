@@ -1,0 +1,288 @@
+"""Wasserstein GAN (Arjovsky, Chintala & Bottou, 2017) and WGAN with gradient penalty
+(Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville, 2017).
+
+WGAN. The critic f (no sigmoid) estimates the Earth-Mover distance through the
+Kantorovich-Rubinstein duality
+
+    W(P_r, P_g) = sup_{||f||_L <= 1}  E_{x ~ P_r}[f(x)] - E_{x ~ P_g}[f(x)].
+
+Algorithm 1 (WGAN): n_critic = 5 critic steps of RMSProp (lr 5e-5), each minimising
+
+    L_critic = E_z[f(G(z))] - E_x[f(x)]
+
+and then clipping every critic parameter to [-c, c], c = 0.01 ("so that f is K-Lipschitz
+for some K"); then one generator step on L_G = -E_z[f(G(z))].
+
+WGAN-GP. Clipping biases the critic towards very simple functions and makes its gradients
+explode or vanish (Section 3 of Gulrajani et al.); Algorithm 1 there replaces it with a
+penalty on the critic's gradient norm at random points between real and generated samples:
+
+    L_critic = E[f(x~)] - E[f(x)] + lambda * E_{x^}[(||grad_{x^} f(x^)||_2 - 1)^2],
+    x^ = eps * x + (1 - eps) * x~,   eps ~ U[0, 1], one eps per sample,
+
+with lambda = 10, n_critic = 5, Adam (lr 1e-4, beta1 = 0, beta2 = 0.9 in the paper's
+Algorithm 1; beta1 = 0.5 in the released code, the default here). The penalty is two-sided
+(it pulls the norm towards 1 from both sides), and it is differentiated w.r.t. the critic's
+weights through grad_{x^} f, computed with create_graph=True (double backprop). The critic
+must not use batch normalisation, which would couple the examples the penalty treats apart.
+
+The toy experiments (Figure 1; `scratchgen train wgan_gp_toy`, examples/wgan_gp_toy.py):
+2-D data (8 Gaussians, 25 Gaussians, Swiss roll), G: 2 -> 512 -> 512 -> 512 -> 2 and
+critic 2 -> 512 -> 512 -> 512 -> 1, ReLU, noise z ~ N(0, I_2), batch 256, as in the
+released gan_toy.py (which uses lambda = 0.1 for the toy sets; the paper's 10 is the default
+here, `--set gp_weight=0.1` gives theirs).
+"""
+import numpy as np
+
+from ..autograd import grad
+from ..creation import rand
+from ..grad_mode import no_grad
+from ..ops.elementwise import where
+from ..tensor import Tensor, tensor
+from .gan import GAN, MNIST_DEFAULTS, AdversarialSpec, Discriminator, Generator, MNISTAdversarialSpec
+from .registry import register
+
+
+def gradient_penalty(critic, real, fake, labels=None, epsilon=None):
+    """E[(||grad_{x^} f(x^)||_2 - 1)^2] over x^ = eps * real + (1 - eps) * fake, and x^.
+
+    `critic(x)` (or critic(x, labels)) returns one value per example. `epsilon` has one value
+    per example (shape (N,) or broadcastable, e.g. (N, 1)); by default it is drawn U[0, 1) from
+    scratchgen's global generator. The result is differentiable w.r.t. the critic's weights
+    (and w.r.t. real, fake and epsilon when they require grad)."""
+    n = real.shape[0]
+    per_example = (n,) + (1,) * (real.ndim - 1)
+    if epsilon is None:
+        epsilon = rand(*per_example, dtype=real.dtype, device=real.device)
+    elif not isinstance(epsilon, Tensor):
+        epsilon = tensor(np.asarray(epsilon, dtype=real.dtype), device=real.device)
+    if epsilon.ndim == 1:
+        epsilon = epsilon.reshape(per_example)
+    x_hat = epsilon * real + (1 - epsilon) * fake
+    if not x_hat.requires_grad:  # the usual case: real and detached fakes are constants
+        x_hat = x_hat.detach().requires_grad_()
+    out = critic(x_hat) if labels is None else critic(x_hat, labels)
+    g, = grad(out.sum(), x_hat, create_graph=True)
+    norm = _norm_rows(g.reshape(n, -1))
+    return ((norm - 1) ** 2).mean(), x_hat
+
+
+def _norm_rows(g):
+    """||g_i||_2 per row, with gradient 0 (not 0 * inf = nan) where g_i = 0, as torch.norm:
+    a ReLU critic can be flat around a point (every unit dead), so a zero gradient does occur."""
+    sq = (g * g).sum(axis=1)
+    nonzero = sq.data > 0
+    return where(nonzero, where(nonzero, sq, 1.0).sqrt(), 0.0)
+
+
+class WGAN(GAN):
+    """WGAN with weight clipping: critic loss E f(G(z)) - E f(x), every critic parameter
+    clipped to [-clip_value, clip_value] after each critic step; generator loss -E f(G(z))."""
+
+    def __init__(self, generator, critic, latent_dim, num_classes=0, clip_value=0.01, n_critic=5):
+        super().__init__(generator, critic, latent_dim, num_classes, n_critic=n_critic)
+        self.clip_value = clip_value
+
+    def readout(self, a):
+        return a  # the critic's value itself
+
+    def discriminator_loss(self, real, fake, labels=None):
+        f_real, f_fake = self.critic(real, labels), self.critic(fake, labels)
+        loss = f_fake.mean() - f_real.mean()
+        stats = self.readouts(f_real, f_fake)
+        return loss, {"d_loss": loss, **stats, "wasserstein": stats["d_real"] - stats["d_fake"]}
+
+    def generator_loss(self, fake, labels=None):
+        return -self.critic(fake, labels).mean()
+
+    def after_discriminator_step(self):
+        if self.clip_value is None:
+            return
+        c = self.clip_value
+        for p in self.discriminator.parameters():
+            p.xp.clip(p.data, -c, c, out=p.data)  # in place: the optimizer's flat buffer stays linked
+
+
+class WGANGP(WGAN):
+    """WGAN-GP: critic loss E f(G(z)) - E f(x) + gp_weight * gradient_penalty, no clipping."""
+
+    def __init__(self, generator, critic, latent_dim, num_classes=0, gp_weight=10.0, n_critic=5):
+        super().__init__(generator, critic, latent_dim, num_classes, clip_value=None, n_critic=n_critic)
+        self.gp_weight = gp_weight
+
+    def discriminator_loss(self, real, fake, labels=None):
+        f_real, f_fake = self.critic(real, labels), self.critic(fake, labels)
+        wasserstein_loss = f_fake.mean() - f_real.mean()
+        penalty, _ = gradient_penalty(self.critic, real, fake, labels if self.num_classes else None)
+        loss = wasserstein_loss + self.gp_weight * penalty
+        stats = self.readouts(f_real, f_fake)
+        return loss, {"d_loss": loss, **stats, "wasserstein": stats["d_real"] - stats["d_fake"],
+                      "gp": float(penalty.item())}
+
+
+def make_objective(kind, generator, critic, latent_dim, num_classes=0, n_critic=None, clip_value=0.01,
+                   gp_weight=10.0, generator_loss="non_saturating", label_smoothing=0.0):
+    """'gan', 'wgan' (weight clipping) or 'wgan_gp' around the given networks."""
+    if kind == "gan":
+        return GAN(generator, critic, latent_dim, num_classes, generator_loss, label_smoothing, n_critic or 1)
+    if kind == "wgan":
+        return WGAN(generator, critic, latent_dim, num_classes, clip_value, n_critic or 5)
+    if kind == "wgan_gp":
+        return WGANGP(generator, critic, latent_dim, num_classes, gp_weight, n_critic or 5)
+    raise ValueError(f"unknown objective {kind!r}; expected 'gan', 'wgan' or 'wgan_gp'")
+
+
+# Optimizers of the papers: WGAN's RMSProp 5e-5; WGAN-GP's Adam 1e-4 (0.5, 0.9) (its released code),
+# used here for the toy GAN too, so that the three objectives differ in the objective only.
+OPTIMIZERS = {"gan": dict(optimizer="adam", lr=1e-4, betas=[0.5, 0.9], n_critic=1),
+              "wgan": dict(optimizer="rmsprop", lr=5e-5, n_critic=5),
+              "wgan_gp": dict(optimizer="adam", lr=1e-4, betas=[0.5, 0.9], n_critic=5)}
+
+
+# -- MNIST ------------------------------------------------------------------------------------------
+class MNISTWGANSpec(MNISTAdversarialSpec):
+    kind = "wgan"
+    monitor = ("valid_fid", "min")
+
+    def objective(self, G, D, num_classes):
+        c = self.config
+        return make_objective(self.kind, G, D, c["latent_dim"], num_classes, c["n_critic"], c.get("clip_value", 0.01),
+                              c.get("gp_weight", 10.0))
+
+
+@register("wgan")
+class WGANSpec(MNISTWGANSpec):
+    description = "WGAN with weight clipping on MNIST, MLPs (RMSProp 5e-5, n_critic 5, clip 0.01)"
+    defaults = dict(MNIST_DEFAULTS, **OPTIMIZERS["wgan"], clip_value=0.01, batch_size=5 * 64)
+    kind = "wgan"
+
+
+@register("wgan_gp")
+class WGANGPSpec(MNISTWGANSpec):
+    description = "WGAN-GP on MNIST, MLPs (lambda 10, n_critic 5, Adam 1e-4 (0.5, 0.9))"
+    defaults = dict(MNIST_DEFAULTS, **OPTIMIZERS["wgan_gp"], gp_weight=10.0, batch_size=5 * 64)
+    kind = "wgan_gp"
+
+
+# -- 2-D toy data -----------------------------------------------------------------------------------
+def toy_networks(hidden=(512, 512, 512), latent_dim=2):
+    """The WGAN-GP toy code's players: G latent_dim -> hidden -> 2, critic 2 -> hidden -> 1, ReLU."""
+    G = Generator(latent_dim, hidden, 2, activation="relu", output=None)
+    D = Discriminator(2, hidden, activation="relu")
+    return G, D
+
+
+def toy_data(name, n, seed):
+    from .. import data
+    if name not in data.TOY_DATASETS:
+        raise ValueError(f"unknown toy data set {name!r}; expected one of {sorted(data.TOY_DATASETS)}")
+    return data.TOY_DATASETS[name](n, seed=seed)[0]
+
+
+class ToyAdversarialSpec(AdversarialSpec):
+    """GAN / WGAN / WGAN-GP on a 2-D toy set (config `toy`), reported with mode coverage.
+
+    The training set is `n_train` points drawn once (seed = config seed); validation and test
+    points are fresh draws. batch_size = n_critic * m (m = 256 in the WGAN-GP toy code)."""
+
+    dataset = "toy"
+    kind = "wgan_gp"
+    monitor = ("epoch", "max")  # no validation loss for a GAN: keep the last epoch
+    n_samples = 2500
+
+    def describe_data(self):
+        return f"toy 2-D set {self.config['toy']} ({self.config['n_train']} training points, generated)"
+
+    def build(self):
+        c = self.config
+        G, D = toy_networks(tuple(c["hidden"]), c["latent_dim"])
+        return make_objective(c.get("objective", self.kind), G, D, c["latent_dim"], 0, c["n_critic"],
+                              c.get("clip_value", 0.01), c.get("gp_weight", 10.0))
+
+    def train_dataset(self):
+        c = self.config
+        return (toy_data(c["toy"], int(c["n_train"]), int(c["seed"])),)
+
+    @no_grad()
+    def evaluate(self, model, split):
+        from .. import metrics, data
+        c = self.config
+        n = int(c.get("eval_samples", 2500))
+        seed = int(c["seed"]) + (1 if split == "valid" else 2)
+        real = toy_data(c["toy"], n, seed)
+        fake = model.sample(n)
+        like = next(model.generator.parameters())
+        out = {f"{split}_{k}": v for k, v in model.readouts(model.critic(tensor(real, device=like.device)),
+                                                            model.critic(fake)).items()}
+        if hasattr(data.TOY_DATASETS[c["toy"]], "centers"):
+            cov = metrics.toy_mode_coverage(fake.cpu().numpy(), c["toy"])
+            out[f"{split}_modes_covered"] = cov["modes_covered"]
+            out[f"{split}_high_quality"] = cov["high_quality"]
+        return out
+
+    def sample(self, model, n, path):
+        c = self.config
+        real = toy_data(c["toy"], n, int(c["seed"]) + 3)
+        title = f"{self.name} on {c['toy']}"
+        return plot_toy(model, real, model.sample(n).cpu().numpy(), path=path, title=title)
+
+
+def plot_toy(model, real, fake, path=None, ax=None, title=None, resolution=128, margin=0.6):
+    """The WGAN-GP toy figure: the critic's value over the plane as filled contours, real points
+    (orange) and generated ones (green). Draws into `ax`, or a new figure written to `path`."""
+    import matplotlib.pyplot as plt
+    real, fake = np.asarray(real), np.asarray(fake)
+    lo = np.minimum(real.min(0), np.percentile(fake, 1, axis=0)) - margin
+    hi = np.maximum(real.max(0), np.percentile(fake, 99, axis=0)) + margin
+    xs, ys = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+    like = next(model.discriminator.parameters())
+    with no_grad():
+        values = model.critic(tensor(grid, device=like.device)).cpu().numpy().reshape(gx.shape)
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(5, 5))
+    cs = ax.contourf(gx, gy, values, levels=25, cmap="viridis", alpha=0.9)
+    ax.contour(gx, gy, values, levels=cs.levels[::3], colors="k", linewidths=0.3, alpha=0.4)
+    ax.scatter(real[:, 0], real[:, 1], s=2, c="orange", alpha=0.6, label="data", edgecolors="none")
+    ax.scatter(fake[:, 0], fake[:, 1], s=6, c="lime", marker="+", alpha=0.6, label="samples", linewidths=0.6)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    if own:
+        ax.legend(loc="upper right", fontsize=7, markerscale=3)
+        from ..plots import _save
+        fig.colorbar(cs, ax=ax, shrink=0.7, label="critic value" if isinstance(model, WGAN) else "D logit")
+        return _save(fig, path)
+    return ax
+
+
+TOY_DEFAULTS = dict(toy="eight_gaussians", hidden=[512, 512, 512], latent_dim=2, n_train=65536,
+                    epochs=200, batch_size=5 * 256, eval_samples=2500, clip_value=0.01, gp_weight=10.0)
+
+
+@register("wgan_gp_toy")
+class WGANGPToySpec(ToyAdversarialSpec):
+    description = "WGAN-GP on 2-D toy data (8/25 Gaussians, Swiss roll; Gulrajani et al. Fig. 1)"
+    defaults = dict(TOY_DEFAULTS, **OPTIMIZERS["wgan_gp"], objective="wgan_gp")
+
+
+@register("wgan_toy")
+class WGANToySpec(ToyAdversarialSpec):
+    description = "WGAN with weight clipping on 2-D toy data (RMSProp 5e-5, n_critic 5, clip 0.01)"
+    defaults = dict(TOY_DEFAULTS, **OPTIMIZERS["wgan"], objective="wgan")
+    kind = "wgan"
+
+
+@register("gan_toy")
+class GANToySpec(ToyAdversarialSpec):
+    description = "GAN (non-saturating) on 2-D toy data, the same networks and Adam as wgan_gp_toy"
+    # batch 256 and one D step per G step: 256 generator steps per epoch, five times the WGANs'
+    # 51, so 40 epochs give the same ~10,000 generator steps as their 200.
+    defaults = dict(TOY_DEFAULTS, **OPTIMIZERS["gan"], objective="gan", batch_size=256, epochs=40)
+    kind = "gan"
