@@ -114,8 +114,10 @@ class MADE(nn.Module):
 class MADESpec(ModelSpec):
     description = "MADE on binarized MNIST (Larochelle split), exact NLL in nats"
     dataset = "binarized_mnist"
+    # A random ordering, weight decay and a step decay (93.99 nats with one mask, bench/RESULTS.md);
+    # the natural raster ordering reaches only ~100.5.
     defaults = dict(epochs=100, batch_size=100, lr=1e-3, hidden=[500], num_masks=1, resample_every=1,
-                    natural_ordering=True, direct_connection=False)
+                    natural_ordering=False, direct_connection=False, weight_decay=1e-4, lr_step=45)
     monitor = ("valid_nll", "min")
     patience = 15
 
@@ -123,6 +125,10 @@ class MADESpec(ModelSpec):
         c = self.config
         return MADE(784, c["hidden"], num_masks=c["num_masks"], natural_ordering=c["natural_ordering"],
                     direct_connection=c["direct_connection"], seed=c["seed"])
+
+    def make_scheduler(self, optimizer):
+        from ..optim.lr_scheduler import StepLR
+        return StepLR(optimizer, self.config["lr_step"], gamma=0.1) if self.config["lr_step"] else None
 
     def _split(self, split):
         from ..data import load_binarized_mnist
