@@ -74,6 +74,8 @@ def train(kind, name, args, rng):
         stats = train_step(model, opt, real)
         if it % args.eval_every == 0 or it == args.iters:
             history.append({"iter": it, **stats, **coverage(model, name)})
+            print(f"{name} {kind} iter {it}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                       for k, v in history[-1].items() if k != "iter"), flush=True)
     return model, history, {**history[-1], "seconds": round(time.perf_counter() - t0, 1)}
 
 

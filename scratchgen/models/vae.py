@@ -124,13 +124,21 @@ class VAE(nn.Module):
 
     def encode(self, x):
         """q_phi(z|x) = N(mu, diag sigma^2) (Eq. 9), from heads for mu and log sigma^2."""
-        h = self.encoder(self._tensor(x))
-        mu, logvar = self.enc_mu(h), self.enc_logvar(h)
+        mu, logvar = self.encoder_heads(self._tensor(x))
         return Normal(mu, (0.5 * logvar).exp(), validate_args=False)
+
+    def encoder_heads(self, x):
+        """(mu, log sigma^2) of q(z|x); the networks are the only thing a conv VAE changes."""
+        h = self.encoder(x)
+        return self.enc_mu(h), self.enc_logvar(h)
+
+    def decoder_logits(self, z):
+        """f_theta(z), for z of shape (..., latent_dim)."""
+        return self.dec_out(self.decoder(z))
 
     def decode(self, z):
         """p_theta(x|z): Bernoulli(logits=f(z)), or Normal(sigmoid(f(z)), sigma)."""
-        out = self.dec_out(self.decoder(z))
+        out = self.decoder_logits(z)
         if self.likelihood == "bernoulli":
             return Bernoulli(logits=out)
         scale = self.log_sigma.exp() if self.sigma is None else self.sigma

@@ -5,3 +5,6 @@ from .layers import (  # noqa: F401
     Linear, MaskedLinear, Identity, ReLU, LeakyReLU, ELU, Tanh, Sigmoid, Softplus, Flatten, Dropout,
     BatchNorm1d, LayerNorm,
 )
+from .conv import (  # noqa: F401
+    Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, Upsample, BatchNorm2d, Residual, ResidualBlock,
+)

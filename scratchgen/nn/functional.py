@@ -1,8 +1,8 @@
 """Stateless layer functions, as torch.nn.functional (`import scratchgen.nn.functional as F`).
 
-Activations and losses are the engine's own; `linear`, `dropout`, `batch_norm` and
-`layer_norm` are built here from engine ops, so their gradients (of any order) come
-from the engine's rules.
+Activations, losses, convolutions and pooling are the engine's own; `linear`, `dropout`,
+`batch_norm`, `layer_norm` and `interpolate` are built here from engine ops, so their
+gradients (of any order) come from the engine's rules.
 """
 import numpy as np
 
@@ -11,6 +11,9 @@ from ..losses import (  # noqa: F401
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, gaussian_nll, mse_loss,
 )
 from ..ops import elu, leaky_relu, log_softmax, logsigmoid, relu, sigmoid, softmax, softplus, tanh  # noqa: F401
+from ..ops.conv import (  # noqa: F401
+    avg_pool2d, conv2d, conv_transpose2d, fold, max_pool2d, unfold, upsample_nearest2d,
+)
 from ..random import rng
 from ..tensor import Tensor, as_tensor, record
 
@@ -73,14 +76,14 @@ def _array(t):
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
-    """Batch normalisation over every axis but 1 (input (N, C) or (N, C, L)).
+    """Batch normalisation over every axis but 1 (input (N, C), (N, C, L) or (N, C, H, W)).
 
     In training (or without running statistics) it uses the batch's mean and biased
     variance, and updates running_mean/running_var in place if given (the variance with
     the unbiased n/(n-1) factor, as PyTorch); otherwise it uses the running statistics.
     """
     if x.ndim < 2:
-        raise ValueError(f"batch_norm: expected input of shape (N, C) or (N, C, L), got {x.shape}")
+        raise ValueError(f"batch_norm: expected input of shape (N, C), (N, C, L) or (N, C, H, W), got {x.shape}")
     axes = tuple(a for a in range(x.ndim) if a != 1)
     shape = tuple(x.shape[1] if a == 1 else 1 for a in range(x.ndim))  # broadcasts per channel
     if training or running_mean is None or running_var is None:
@@ -116,3 +119,31 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         out = out + bias
     return out
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest"):
+    """Resize the spatial axes of (N, C, H, W) (or unbatched (C, H, W)); mode 'nearest' with an
+    integer scale_factor, or a size that is an integer multiple of (H, W)."""
+    if mode != "nearest":
+        raise ValueError(f"interpolate: only mode='nearest' is implemented, got {mode!r}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor")
+    if size is not None:
+        if x.ndim not in (3, 4):
+            raise ValueError(f"interpolate: expected input of shape (N, C, H, W) or (C, H, W), got {x.shape}")
+        h, w = x.shape[-2:]
+        out_h, out_w = (size, size) if isinstance(size, int) else tuple(size)
+        if out_h % h or out_w % w:
+            raise ValueError(f"interpolate: size {(out_h, out_w)} is not an integer multiple of the input's "
+                             f"{(h, w)}; only integer nearest upsampling is implemented")
+        scale_factor = (out_h // h, out_w // w)
+    elif isinstance(scale_factor, float) and scale_factor.is_integer():
+        scale_factor = int(scale_factor)
+    elif isinstance(scale_factor, (tuple, list)):
+        scale_factor = tuple(int(s) if isinstance(s, float) and s.is_integer() else s for s in scale_factor)
+    return upsample_nearest2d(x, scale_factor)
+
+
+def upsample_nearest(x, size=None, scale_factor=None):
+    """interpolate(x, size, scale_factor, mode='nearest') (torch's deprecated alias)."""
+    return interpolate(x, size, scale_factor, mode="nearest")

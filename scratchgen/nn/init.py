@@ -99,3 +99,13 @@ def kaiming_normal_(t, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=
     if 0 in t.shape:
         return t
     return normal_(t, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(t, mode)), generator)
+
+
+def default_(weight, bias=None, generator=None):
+    """PyTorch's default for Linear and convolutions: weight ~ kaiming_uniform(a=sqrt(5)), i.e.
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias from the same interval."""
+    kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    if bias is not None:
+        fan_in = _fan(weight, "fan_in")
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound, generator)

@@ -3,7 +3,6 @@
 Parameters are created on the CPU (NumPy) and initialised as PyTorch does; move a model
 with `model.to('cuda')`.
 """
-import math
 
 import numpy as np
 
@@ -37,10 +36,7 @@ class Linear(Module):
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator=None):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=generator)
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
-            init.uniform_(self.bias, -bound, bound, generator)
+        init.default_(self.weight, self.bias, generator)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)

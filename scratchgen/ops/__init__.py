@@ -10,6 +10,9 @@ from .reduce import sum, mean, var, std, max, min, logsumexp, argmax, argmin  # 
 from .shape import *  # noqa: F401,F403
 from .softmax import softmax, log_softmax  # noqa: F401
 from .coupling import affine_coupling, affine_coupling_inverse  # noqa: F401
+from .conv import (  # noqa: F401
+    unfold, fold, conv2d, conv_transpose2d, avg_pool2d, max_pool2d, upsample_nearest2d,
+)
 
 E = elementwise
 
