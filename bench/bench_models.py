@@ -1,12 +1,21 @@
 #!/usr/bin/env python
-"""Seconds per training epoch: scratchgen vs an equivalent PyTorch CPU implementation (issue 4).
+"""Seconds per training epoch: scratchgen vs an equivalent PyTorch CPU implementation (issues 4-6).
 
-Models (bench/torch_models.py holds the torch twins, loaded with the SAME initial weights/masks):
+Models (bench/torch_models.py, torch_vae.py and torch_gan.py hold the torch twins, loaded with the
+SAME initial weights/masks):
   MADE-500   784-500-784, one mask, natural ordering; binarized MNIST (Larochelle), batch 100;
              loss = BCE-with-logits summed over pixels, mean over the batch; Adam(lr 1e-3).
              Epoch = 500 steps (50k train split).
   NICE       4 additive couplings x (5 x 1000 ReLU), logistic prior, diagonal scale; dequantized
              MNIST, batch 200; Adam(1e-3, betas (0.9, 0.99), eps 1e-4). Epoch = 250 steps.
+  VAE        784-500-500-50, ReLU, Bernoulli decoder, analytic KL; binarized MNIST, batch 100, Adam(1e-3);
+             eps from one NumPy stream for both. Epoch = 500 steps.
+  GAN        MLP G 64-256-256-784 / D 784-256-256-1; MNIST in [-1, 1], batch 64; one step = one D step +
+             one G step (Algorithm 1), Adam(2e-4, (0.5, 0.999)). Epoch = 782 steps.
+  WGAN-GP    the same MLPs, batch 320; one step = 5 critic steps with the gradient penalty (64 rows each)
+             + one G step, Adam(1e-4, (0.5, 0.9)). Epoch = 157 steps.
+  gp         the WGAN-GP critic step alone (64 real + 64 fixed fakes), with and without the penalty, for
+             both frameworks: the cost of double backprop, ours (sg.grad(create_graph=True)) vs torch's.
 
 One training step = (framework tensor from the NumPy batch) + zero_grad + forward + backward +
 Adam step + loss.item(), float32. Batches come from the real data (a shuffled epoch's first
@@ -22,7 +31,12 @@ torch profiler's op table for S torch steps, and the time of the step's GEMMs al
 (OpenBLAS) vs torch (MKL) -- where the time goes.
 
     SCRATCHGEN_DATA=/work/shared/data python bench/bench_models.py --threads 1,2 --md bench/results_models.md
+    SCRATCHGEN_DATA=/work/shared/data python bench/bench_models.py --threads 1,2 --models vae,gan,wgan_gp,gp \
+        --md bench/results_models.md
     python bench/bench_models.py --threads 1 --quick               # smoke test
+
+--md FILE writes the report as a block named after --models (made,nice / vae,gan,wgan_gp,gp / ...): a
+later run with the same --models replaces that block in place; other blocks and hand-written text stay.
 
 Each thread count runs in its own subprocess with OMP/OPENBLAS/MKL/NUMEXPR/NUMBA_NUM_THREADS set
 before numpy, numba, torch or scratchgen are imported, and torch.set_num_threads(n).
@@ -51,16 +65,39 @@ CONTENDERS = ("scratchgen", "torch", "torch_fused")
 # the other computes: libgomp (torch, numba) spins unless OMP_WAIT_POLICY=PASSIVE, and OpenBLAS
 # (numpy) spins ~2^28 cycles after each call unless OPENBLAS_THREAD_TIMEOUT is small (4 = 2^4 cycles).
 PASSIVE_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
-STEPS_PER_EPOCH = {"made": 500, "nice": 250}
-BATCH = {"made": 100, "nice": 200}
+# Steps per epoch on the 50k training split (the last, partial batch counted as a full one) and rows per step.
+STEPS_PER_EPOCH = {"made": 500, "nice": 250, "vae": 500, "gan": 782, "wgan_gp": 157}
+BATCH = {"made": 100, "nice": 200, "vae": 100, "gan": 64, "wgan_gp": 320}
+STEP_DEFINITION = {
+    "made": "MADE-500 784-500-784, binarized MNIST, batch 100, Adam(1e-3)",
+    "nice": "NICE 4 x (5 x 1000), dequantized MNIST, batch 200, Adam(1e-3, (0.9, 0.99), 1e-4)",
+    "vae": "VAE 784-500-500-50 (ReLU, Bernoulli decoder, analytic KL), binarized MNIST, batch 100, Adam(1e-3); "
+           "the step draws eps ~ N(0, I) (NumPy, the same stream for both) and reads the batch means of the loss, "
+           "KL and reconstruction terms as floats, as the training loops log them",
+    "gan": "MLP GAN (G 64-256-256-784, D 784-256-256-1), MNIST in [-1, 1], batch 64: one iteration of Algorithm 1 = "
+           "one D step (z, G(z) under no_grad, BCE on real and fake, Adam) + one G step (fresh z, non-saturating "
+           "loss through the frozen D, Adam), Adam(2e-4, (0.5, 0.999)); `scratchgen.models.gan.train_step` vs "
+           "`bench/torch_gan.py:train_step`",
+    "wgan_gp": "WGAN-GP, same MLPs, batch 320: one generator iteration = 5 critic steps on 64-row chunks (each with "
+               "the gradient penalty by double backprop) + one G step, Adam(1e-4, (0.5, 0.9))",
+}
+# The WGAN-GP critic step with and without the gradient penalty ('gp' in --models).
+GP_VARIANTS = ("gp", "no_gp")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", default="1", help="thread count or comma list, one subprocess each (default 1)")
-    p.add_argument("--models", default="made,nice", help="comma list of made,nice (default both)")
+    p.add_argument("--models", default="made,nice",
+                   help="comma list of made,nice,vae,gan,wgan_gp,gp (default made,nice); gp = the WGAN-GP "
+                        "critic step with and without the gradient penalty")
     p.add_argument("--made-steps", type=int, default=100, help="timed MADE steps per framework (default 100)")
     p.add_argument("--nice-steps", type=int, default=50, help="timed NICE steps per framework (default 50)")
+    p.add_argument("--vae-steps", type=int, default=100, help="timed VAE steps per framework (default 100)")
+    p.add_argument("--gan-steps", type=int, default=200, help="timed GAN iterations per framework (default 200)")
+    p.add_argument("--wgan-gp-steps", type=int, default=40,
+                   help="timed WGAN-GP generator iterations per framework (default 40)")
+    p.add_argument("--gp-steps", type=int, default=200, help="timed critic steps per variant (default 200)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per framework first (default 5)")
     p.add_argument("--fit-epochs", type=int, default=0,
                    help="also time this many real MADE epochs through scratchgen.train.fit vs a torch loop")
@@ -77,6 +114,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.made_steps, args.nice_steps, args.warmup = 10, 3, 1
+        args.vae_steps, args.gan_steps, args.wgan_gp_steps, args.gp_steps = 10, 10, 3, 10
     return args
 
 
@@ -97,6 +135,10 @@ def stats(t):
 # -- the steps --------------------------------------------------------------------------------------
 def make_steps(which, n_batches, seed=0):
     """{'scratchgen': step(), 'torch': step()} on identical models and the same batch sequence."""
+    if which == "vae":
+        return make_vae_steps(n_batches, seed)
+    if which in ("gan", "wgan_gp"):
+        return make_gan_steps(which, n_batches, seed)
     import numpy as np
     import torch
     import scratchgen as sg
@@ -153,6 +195,168 @@ def make_steps(which, n_batches, seed=0):
         opt = torch.optim.Adam(model.parameters(), **adam, fused=(name == "torch_fused") or None)
         fns[name] = torch_step(name, model, opt)
     return fns, losses
+
+
+def shuffled_batches(data, batch, n_batches, seed=0):
+    """The first n_batches batches of DataLoader(data, batch, shuffle=True, seed=seed), epoch 0."""
+    import numpy as np
+    order = np.random.default_rng([seed, 0]).permutation(len(data))
+    return [np.array(data[order[i * batch:(i + 1) * batch]]) for i in range(n_batches)]
+
+
+def make_vae_steps(n_batches, seed=0):
+    import numpy as np
+    import torch
+    import scratchgen as sg
+    from scratchgen.data import load_binarized_mnist
+    import torch_vae as tv
+
+    batches = shuffled_batches(load_binarized_mnist("train"), BATCH["vae"], n_batches, seed)
+    sg.manual_seed(seed)
+    sg_model, t_model = tv.vae_pair()
+    sg_opt = sg.optim.Adam(sg_model.parameters(), **tv.VAE_ADAM)
+    sg.manual_seed(seed + 1)   # eps: scratchgen's global stream; each torch contender a copy of it
+    state = {name: 0 for name in CONTENDERS}
+    losses = {name: [] for name in CONTENDERS}
+
+    def sg_step():
+        xb = batches[state["scratchgen"] % n_batches]
+        state["scratchgen"] += 1
+        sg_opt.zero_grad()
+        out = sg_model.training_loss(sg.tensor(xb))
+        out["loss"].backward()
+        sg_opt.step()
+        losses["scratchgen"].append(out["loss"].item())
+        out["kl"].item(), out["rec"].item()
+
+    def torch_step(name, model, opt):
+        rng = np.random.default_rng(seed + 1)
+
+        def step():
+            xb = batches[state[name] % n_batches]
+            state[name] += 1
+            opt.zero_grad()
+            elbo, rec, kl = model.elbo(torch.from_numpy(xb), tv.normal(rng, (len(xb), model.latent_dim)))
+            loss = -elbo.mean()
+            loss.backward()
+            opt.step()
+            losses[name].append(loss.item())
+            kl.detach().mean().item(), rec.detach().mean().item()
+        return step
+
+    fns = {"scratchgen": sg_step}
+    for name in CONTENDERS[1:]:
+        model = t_model if name == "torch" else copy.deepcopy(t_model)
+        fns[name] = torch_step(name, model, torch.optim.Adam(model.parameters(), **tv.VAE_ADAM,
+                                                             fused=(name == "torch_fused") or None))
+    return fns, losses
+
+
+def make_gan_steps(objective, n_batches, seed=0):
+    import numpy as np
+    import torch
+    import scratchgen as sg
+    from scratchgen.models.gan import AdversarialOptimizer, train_step
+    import torch_gan as tg
+
+    batches = shuffled_batches(tg.mnist("train")[0], BATCH[objective], n_batches, seed)
+    recipe = tg.RECIPES[objective]
+    sg.manual_seed(seed)
+    sg_model, t_model = tg.gan_pair(objective)
+    sg_opt = AdversarialOptimizer(*(sg.optim.Adam(m.parameters(), lr=recipe["lr"], betas=recipe["betas"])
+                                    for m in (sg_model.generator, sg_model.discriminator)))
+    sg.manual_seed(seed + 1)   # z and eps: scratchgen's global stream; each torch contender a copy of it
+    state = {name: 0 for name in CONTENDERS}
+    losses = {name: [] for name in CONTENDERS}
+
+    def sg_step():
+        xb = batches[state["scratchgen"] % n_batches]
+        state["scratchgen"] += 1
+        losses["scratchgen"].append(train_step(sg_model, sg_opt, sg.tensor(xb))["g_loss"])
+
+    def torch_step(name, model, fused):
+        rng = np.random.default_rng(seed + 1)
+        g_opt, d_opt = tg.make_optimizers(model, fused)
+
+        def step():
+            xb = batches[state[name] % n_batches]
+            state[name] += 1
+            losses[name].append(tg.train_step(model, g_opt, d_opt, torch.from_numpy(xb), rng)["g_loss"])
+        return step
+
+    fns = {"scratchgen": sg_step}
+    for name in CONTENDERS[1:]:
+        model = t_model if name == "torch" else copy.deepcopy(t_model)
+        fns[name] = torch_step(name, model, (name == "torch_fused") or None)
+    return fns, losses
+
+
+def time_gp(steps, warmup, seed=0):
+    """The WGAN-GP critic step on 64 real and 64 fixed generated digits, with and without the penalty:
+    zero_grad + critic on real and fake (+ penalty: fresh epsilon, critic on x-hat, its gradient w.r.t.
+    x-hat with create_graph, the penalty) + backward + Adam step + the logged floats. Six contenders
+    (scratchgen / torch / torch fused Adam, each with and without the penalty), interleaved."""
+    import numpy as np
+    import torch
+    import scratchgen as sg
+    from scratchgen.models.wgan import WGAN
+    import torch_gan as tg
+
+    recipe = tg.RECIPES["wgan_gp"]
+    real = shuffled_batches(tg.mnist("train")[0], 64, 1, seed)[0]
+    sg.manual_seed(seed)
+    sg_model, t_model = tg.gan_pair("wgan_gp")
+    z = np.random.default_rng(seed + 2).standard_normal((64, sg_model.latent_dim), dtype=np.float32)
+    with torch.no_grad():
+        fake = t_model.generator(torch.from_numpy(z)).numpy()
+    fns, losses = {}, {}
+
+    def sg_step(name, with_gp):
+        model = copy.deepcopy(sg_model)
+        opt = sg.optim.Adam(model.discriminator.parameters(), lr=recipe["lr"], betas=recipe["betas"])
+        loss_fn = model.discriminator_loss if with_gp else (lambda x, f: WGAN.discriminator_loss(model, x, f))
+        x, f = sg.tensor(real), sg.tensor(fake)
+
+        def step():
+            opt.zero_grad()
+            loss, _ = loss_fn(x, f)   # draws epsilon from scratchgen's global generator
+            loss.backward()
+            opt.step()
+            losses[name].append(loss.item())
+        return step
+
+    def torch_step(name, with_gp, fused):
+        model = copy.deepcopy(t_model)
+        _, opt = tg.make_optimizers(model, fused)
+        model.objective = "wgan_gp" if with_gp else "wgan"
+        model.generator.requires_grad_(False)
+        x, f = torch.from_numpy(real), torch.from_numpy(fake)
+        rng = np.random.default_rng(seed + 1)
+
+        def step():
+            eps = torch.from_numpy(rng.random((64, 1), dtype=np.float32)) if with_gp else None
+            opt.zero_grad()
+            loss, _ = model.discriminator_loss(x, f, eps)
+            loss.backward()
+            opt.step()
+            losses[name].append(loss.item())
+        return step
+
+    sg.manual_seed(seed + 1)
+    for variant in GP_VARIANTS:
+        with_gp = variant == "gp"
+        for name in CONTENDERS:
+            key = f"{name}/{variant}"
+            losses[key] = []
+            fns[key] = sg_step(key, with_gp) if name == "scratchgen" else \
+                torch_step(key, with_gp, (name == "torch_fused") or None)
+    t = common.compare(fns, warmup=warmup, repeat=steps, number=1)
+    out = {k: stats(v) for k, v in t.items()}
+    out["loss_max_rel_diff"] = {
+        f"{name}/{v}": max(abs(a - b) / abs(b) for a, b in zip(losses[f"scratchgen/{v}"], losses[f"{name}/{v}"]))
+        for name in CONTENDERS[1:] for v in GP_VARIANTS}
+    out["steps_compared"] = len(losses["scratchgen/gp"])
+    return out
 
 
 def time_model(which, steps, warmup):
@@ -323,7 +527,13 @@ def run_one(spec):
            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default"), "models": {}}
     t0 = time.perf_counter()
     for which in ARGS.models.split(","):
-        steps = ARGS.made_steps if which == "made" else ARGS.nice_steps
+        if which == "gp":
+            res["gp"] = time_gp(ARGS.gp_steps, ARGS.warmup)
+            res["gp"]["load_after"] = common.loadavg()
+            print(f"[threads {spec}] gp: " + ", ".join(f"{k} {res['gp'][k]['median_s'] * 1e3:.2f} ms"
+                                                       for k in res["gp"] if "/" in k), file=sys.stderr, flush=True)
+            continue
+        steps = getattr(ARGS, f"{which}_steps")
         res["models"][which] = time_model(which, steps, ARGS.warmup)
         res["models"][which]["load_after"] = common.loadavg()
         print(f"[threads {spec}] {which}: " + ", ".join(
@@ -335,11 +545,11 @@ def run_one(spec):
         res["fit"]["load_after"] = common.loadavg()
     if ARGS.gemm or ARGS.profile_steps:
         res["gemm_only"] = {which: time_gemms(which, repeat=7 if which == "nice" else 30)
-                            for which in ARGS.models.split(",")}
+                            for which in ARGS.models.split(",") if which in ("made", "nice")}
         res["gemm_only"]["load_after"] = common.loadavg()
     if ARGS.profile_steps:
         res["profile"] = {}
-        for which in ARGS.models.split(","):
+        for which in (w for w in ARGS.models.split(",") if w != "gp"):
             steps = max(2, ARGS.profile_steps // (5 if which == "nice" else 1))
             res["profile"][which] = {"scratchgen": profile_scratchgen(which, steps),
                                      "torch": profile_torch(which, steps, "torch"),
@@ -357,7 +567,8 @@ def run_subprocess(spec):
     if "p" in spec:
         env.update(PASSIVE_ENV)
     cmd = [sys.executable, os.path.abspath(__file__), "--threads", spec, "--emit-json"]
-    for flag in ("models", "made_steps", "nice_steps", "warmup", "fit_epochs", "profile_steps"):
+    for flag in ("models", "made_steps", "nice_steps", "vae_steps", "gan_steps", "wgan_gp_steps", "gp_steps",
+                 "warmup", "fit_epochs", "profile_steps"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(ARGS, flag))]
     cmd += ["--gemm"] if ARGS.gemm else []
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -388,7 +599,7 @@ def step_table(results):
                 ratio = "" if name == "scratchgen" else f"**{ours['median_s'] / t['median_s']:.2f}**"
                 ratio_min = "" if name == "scratchgen" else f"{ours['min_s'] / t['min_s']:.2f}"
                 diff = "" if name == "scratchgen" else f"{m['loss_max_rel_diff'][name]:.1e}"
-                rows.append([r["threads"], f"{which.upper()} (batch {BATCH[which]})", LABEL[name],
+                rows.append([r["threads"], f"{NAMES[which]} (batch {BATCH[which]})", LABEL[name],
                              f"{ms(t['median_s'])} ± {ms(t['iqr_s'])}", ms(t["min_s"]),
                              f"{t['median_s'] * spe:.2f}", f"{t['min_s'] * spe:.2f}", ratio, ratio_min,
                              str(m["steps_compared"]), diff])
@@ -404,7 +615,7 @@ def summary_table(results):
         for which, m in r["models"].items():
             spe = STEPS_PER_EPOCH[which]
             o, t, f = m["scratchgen"], m["torch"], m["torch_fused"]
-            rows.append([r["threads"], which.upper(), f"{o['median_s'] * spe:.2f}", f"{t['median_s'] * spe:.2f}",
+            rows.append([r["threads"], NAMES[which], f"{o['median_s'] * spe:.2f}", f"{t['median_s'] * spe:.2f}",
                          f"{f['median_s'] * spe:.2f}", f"**{o['median_s'] / t['median_s']:.2f}**",
                          f"**{o['median_s'] / f['median_s']:.2f}**",
                          f"{o['min_s'] / t['min_s']:.2f} / {o['min_s'] / f['min_s']:.2f}"])
@@ -473,10 +684,53 @@ def profile_section(results):
     return "\n".join(out) if out else None
 
 
+def model_keys(results):
+    """The benchmarked models in run order, 'gp' (the critic-step comparison) last if present."""
+    r = results[0]
+    return list(r["models"]) + (["gp"] if "gp" in r else [])
+
+
+NAMES = {"made": "MADE", "nice": "NICE", "vae": "VAE", "gan": "GAN", "wgan_gp": "WGAN-GP",
+         "gp": "WGAN-GP critic step with / without the gradient penalty"}
+
+
+def gp_table(results):
+    rows = []
+    for r in results:
+        g = r.get("gp")
+        if not g:
+            continue
+        ours = {v: g[f"scratchgen/{v}"]["median_s"] for v in GP_VARIANTS}
+        for name in CONTENDERS:
+            w, wo = g[f"{name}/gp"], g[f"{name}/no_gp"]
+            cost = w["median_s"] - wo["median_s"]
+            ratios = ["", "", ""] if name == "scratchgen" else [
+                f"**{ours['gp'] / w['median_s']:.2f}**", f"{ours['no_gp'] / wo['median_s']:.2f}",
+                f"**{(ours['gp'] - ours['no_gp']) / cost:.2f}**"]
+            diff = "" if name == "scratchgen" else " / ".join(f"{g['loss_max_rel_diff'][f'{name}/{v}']:.1e}"
+                                                                for v in GP_VARIANTS)
+            rows.append([r["threads"], LABEL[name], f"{ms(w['median_s'])} ± {ms(w['iqr_s'])}",
+                         f"{ms(wo['median_s'])} ± {ms(wo['iqr_s'])}", ms(cost),
+                         f"{w['median_s'] / wo['median_s']:.2f}",
+                         *ratios, diff])
+    if not rows:
+        return None
+    return common.md_table(["threads", "framework", "critic step with GP, ms median ± IQR", "without GP, ms",
+                            "GP cost, ms (difference)", "with / without", "ratio ours/this, with GP",
+                            "ratio, without GP", "ratio of GP costs", "max rel. loss diff vs ours (GP / no GP)"],
+                           rows, align="ll" + "r" * 8)
+
+
 def report(results, info, command):
     v = info["versions"]
+    keys = model_keys(results)
+    trained = [k for k in keys if k != "gp"]
+    def loads(r):
+        return [r["models"][k]["load_after"] for k in trained] + ([r["gp"]["load_after"]] if "gp" in r else [])
+
     lines = [
-        "# Training speed: scratchgen vs PyTorch CPU (MADE, NICE)",
+        "# Training speed: scratchgen vs PyTorch CPU (" + ", ".join(NAMES[k] if k != "gp" else "WGAN-GP penalty"
+                                                               for k in keys) + ")",
         "",
         f"- Date: {info['date']}",
         f"- Machine: {info['cpu']}, nproc={info['nproc']} (affinity {info['affinity']}), {info['platform']}",
@@ -488,27 +742,45 @@ def report(results, info, command):
             f"n={r['threads']}: torch {r['torch_threads']}, numba {r['numba_threads']}, "
             + ", ".join(f"{k} {x}" for k, x in r["blas"].items()) for r in results),
         "- 1-min load average (before / after each model): " + "; ".join(
-            f"n={r['threads']}: {r['load_before']:.2f} / " + " / ".join(
-                f"{m['load_after']:.2f}" for m in r["models"].values()) for r in results),
+            f"n={r['threads']}: {r['load_before']:.2f} / " + " / ".join(f"{x:.2f}" for x in loads(r))
+            for r in results),
         "- Timing: `bench/common.py:compare`, scratchgen and torch steps interleaved one by one (round-robin) after "
         "warm-up steps; GC on. One step = tensor from the NumPy batch + zero_grad + forward + backward + Adam step + "
         "loss.item(), float32, real data. Both models start from identical weights (copied from the scratchgen "
-        "model) and see the same batches, so their loss sequences are compared too (last column).",
-        "- s/epoch = median step × steps per epoch (MADE 500 × 100, NICE 250 × 200 on the 50k train split). "
-        "Ratio = scratchgen / torch; the issue-4 target is <= 1.0.",
-        "- Two torch baselines, each with its own copy of the same initial weights: `torch.optim.Adam` as constructed "
-        "by default (on CPU that is the single-tensor for-loop implementation, ~10 small ops per parameter tensor) "
-        "and `Adam(fused=True)` (one fused kernel, torch's fastest CPU Adam). The issue's target is stated against "
-        "the plain equivalent implementation (default Adam); the fused column is the stricter baseline.",
-        "",
-        "## Summary: seconds per epoch (from median step times)",
-        "",
-        summary_table(results),
-        "",
-        "## Per-step time and seconds per epoch",
-        "",
-        step_table(results),
+        "model) and see the same batches (and the same noise), so their loss sequences are compared too (last "
+        "column).",
     ]
+    lines += [f"- {NAMES[k]}: {STEP_DEFINITION[k]}." for k in trained if k in STEP_DEFINITION]
+    if trained:
+        lines += [
+            "- s/epoch = median step × steps per epoch (" + ", ".join(
+                f"{NAMES[k]} {STEPS_PER_EPOCH[k]} × {BATCH[k]}" for k in trained) + " on the 50k train split; "
+            "a last partial batch counts as a full step). Ratio = scratchgen / torch; the target is <= 1.0.",
+            "- Two torch baselines, each with its own copy of the same initial weights: `torch.optim.Adam` as "
+            "constructed by default (on CPU that is the single-tensor for-loop implementation, ~10 small ops per "
+            "parameter tensor) and `Adam(fused=True)` (one fused kernel, torch's fastest CPU Adam). The issue's "
+            "target is stated against the plain equivalent implementation (default Adam); the fused column is the "
+            "stricter baseline.",
+            "",
+            "## Summary: seconds per epoch (from median step times)",
+            "",
+            summary_table(results),
+            "",
+            "## Per-step time and seconds per epoch",
+            "",
+            step_table(results),
+        ]
+    gt = gp_table(results)
+    if gt:
+        lines += ["", "## The WGAN-GP critic step: the cost of the gradient penalty", "",
+                  "One critic step on 64 real digits and 64 fixed generated ones (the initial generator's): "
+                  "zero_grad + critic on both + loss + backward + Adam(1e-4, (0.5, 0.9)) step + the logged floats. "
+                  "With GP adds: a fresh epsilon, x-hat, the critic on x-hat, its gradient w.r.t. x-hat with "
+                  "create_graph (scratchgen `sg.grad(create_graph=True)`, torch "
+                  "`torch.autograd.grad(create_graph=True)`), "
+                  "the penalty 10 E(||g|| - 1)^2, and the backward through that gradient (double backprop). "
+                  "Without GP: the WGAN critic loss alone. The six contenders are interleaved. "
+                  "GP cost = median with GP - median without.", "", gt]
     ft = fit_table(results)
     if ft:
         lines += ["", "## Real MADE epochs: `scratchgen.train.fit` vs a plain torch loop", "",
@@ -524,6 +796,26 @@ def report(results, info, command):
     if ps:
         lines += ["", "## Where the time goes (profiles)", "", ps]
     return "\n".join(lines) + "\n"
+
+
+def write_md(path, text, keys):
+    """Write this run's report into `path` as a block named after its models, replacing the same block
+    from an earlier run and leaving everything else in the file (other models' blocks, hand-written
+    analysis) as it is. A new block goes at the end of the file."""
+    models = ",".join(keys)
+    start = f"<!-- generated by bench_models.py --models {models}; replaced when that command is run again -->"
+    end = f"<!-- end of the block generated by bench_models.py --models {models} -->"
+    block = f"{start}\n{text}{end}\n"
+    old = open(path).read() if os.path.exists(path) else ""
+    if start in old and end in old:
+        rest = old[old.index(end) + len(end):]
+        new = old[:old.index(start)] + block + (rest[1:] if rest.startswith("\n") else rest)
+    elif KEEP_MARKER in old and models == "made,nice":   # the file's first layout: this report, then the analysis
+        new = block + "\n" + old[old.index(KEEP_MARKER):]
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + block
+    with open(path, "w") as f:
+        f.write(new)
 
 
 def main():
@@ -547,14 +839,7 @@ def main():
     text = report(results, info, command)
     print(text)
     if ARGS.md:
-        kept = ""
-        if os.path.exists(ARGS.md):
-            with open(ARGS.md) as f:
-                old = f.read()
-            if KEEP_MARKER in old:
-                kept = old[old.index(KEEP_MARKER):]
-        with open(ARGS.md, "w") as f:
-            f.write(text + ("\n" + kept if kept else ""))
+        write_md(ARGS.md, text, model_keys(results))
     if ARGS.json:
         with open(ARGS.json, "w") as f:
             json.dump({"info": info, "command": command, "results": results}, f, indent=1)

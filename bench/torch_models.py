@@ -23,6 +23,15 @@ epoch; test log-likelihood in nats and bits/dim; one JSON line per epoch in DIR/
     SCRATCHGEN_DATA=/work/shared/data python bench/torch_models.py nice --epochs 1000 --out runs/torch_nice
     python bench/torch_models.py nice --epochs 1 --limit-train 2000 --out /tmp/tn     # smoke test
 
+The VAE, GAN and WGAN-GP twins are in bench/torch_vae.py and bench/torch_gan.py (their docstrings
+say what is mirrored); their subcommands can be run from here as well:
+
+    python bench/torch_models.py check-vae                     # = python bench/torch_vae.py check
+    python bench/torch_models.py check-gan                     # = python bench/torch_gan.py check
+    python bench/torch_models.py vae --epochs 25 --iwae-k 5000 --out runs/vae_torch_e25
+    python bench/torch_models.py gan --epochs 100 --out runs/gan_torch
+    python bench/torch_models.py wgan_gp --epochs 100 --out runs/wgan_gp_torch
+
 torch is a bench-only dependency; scratchgen itself never imports it.
 """
 import argparse
@@ -162,9 +171,13 @@ def nice_pair(num_couplings=4, hidden=1000, hidden_layers=5):
 
 
 # -- equivalence check ------------------------------------------------------------------------------
-def _rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+def rel_diff(a, b):
+    """||a - b|| / ||b|| in float64 (a and b: arrays, or scratchgen/torch tensors without grad)."""
+    a, b = (np.asarray(v.numpy() if hasattr(v, "numpy") else v, np.float64) for v in (a, b))
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+_rel = rel_diff
 
 
 def check_equivalence(which, batches, steps=5, seed=0, log=print):
@@ -358,7 +371,15 @@ def main(argv=None):
     n.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     n.add_argument("--torch-init", action="store_true", help="torch's own init instead of scratchgen's weights")
     n.add_argument("--out", default="runs/torch_nice")
+    # VAE, GAN and WGAN-GP twins live in their own files; their subcommands are reachable from here too.
+    import torch_gan
+    import torch_vae
+    torch_vae.add_parsers(sub, "check-vae", "vae")
+    torch_gan.add_parsers(sub, "check-gan", "gan", objective="gan")
+    torch_gan.add_parsers(sub, None, "wgan_gp", objective="wgan_gp")
     args = p.parse_args(argv)
+    if hasattr(args, "func"):
+        return args.func(args) or 0
     if args.cmd == "check":
         return _check_main(args)
     print(json.dumps(train_torch_nice(args.epochs, args.out, args.batch_size, args.lr, args.patience or None,
