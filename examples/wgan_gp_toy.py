@@ -67,11 +67,17 @@ def train(kind, name, args, rng):
     G, D = toy_networks((args.hidden,) * 3)
     model = make_objective(kind, G, D, 2, gp_weight=args.gp_weight, clip_value=args.clip)
     opt = make_optimizers(kind, G, D, args.lr_scale)
+    # --lr-decay: both learning rates fall linearly to 0 (WGAN-GP's released CIFAR-10 schedule), which
+    # lets the generator settle on the narrow modes instead of jittering around them.
+    schedules = ([optim.lr_scheduler.LinearLR(o, total_iters=args.iters) for o in (opt.generator, opt.discriminator)]
+                 if args.lr_decay else [])
     data = TOY_DATASETS[name]
     history, t0 = [], time.perf_counter()
     for it in range(1, args.iters + 1):
         real = sg.tensor(data(args.batch_size * model.n_critic, seed=rng)[0])
         stats = train_step(model, opt, real)
+        for schedule in schedules:
+            schedule.step()
         if it % args.eval_every == 0 or it == args.iters:
             history.append({"iter": it, **stats, **coverage(model, name)})
             print(f"{name} {kind} iter {it}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -134,6 +140,7 @@ def main():
     p.add_argument("--gp-weight", type=float, default=10.0, help="lambda of WGAN-GP")
     p.add_argument("--clip", type=float, default=0.01, help="WGAN's clipping value c")
     p.add_argument("--lr-scale", type=float, default=1.0, help="multiply every learning rate")
+    p.add_argument("--lr-decay", action="store_true", help="decay the learning rates linearly to 0")
     p.add_argument("--eval-every", type=int, default=None, help="iterations between coverage measurements")
     p.add_argument("--fixed-generator", action="store_true", help="Figure 1(a): critics only, against data + noise")
     p.add_argument("--seed", type=int, default=0)
