@@ -11,7 +11,7 @@ from .ops import (  # noqa: F401
     reshape, transpose, permute, swapaxes, broadcast_to, squeeze, unsqueeze, flatten,
     concatenate, cat, stack, split, pad, flip, getitem, take_along_axis, gather, unbroadcast,
     affine_coupling, affine_coupling_inverse,
-    unfold, fold, conv2d, conv_transpose2d, avg_pool2d, max_pool2d, upsample_nearest2d,
+    unfold, fold, conv2d, conv_transpose2d, avg_pool2d, max_pool2d, upsample_nearest2d, masked_conv2d,
 )
 from .losses import (  # noqa: F401
     binary_cross_entropy_with_logits, binary_cross_entropy, mse_loss, cross_entropy, gaussian_nll,

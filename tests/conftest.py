@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Gradient checks are slow per example; keep the budget explicit. CI uses "ci".
@@ -10,3 +11,15 @@ settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True
 settings.register_profile("thorough", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def cp():
+    """CuPy, when a CUDA device is usable; otherwise the test is skipped."""
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception as e:  # noqa: BLE001 - no driver / no device: skip, do not fail
+        pytest.skip(f"no usable CUDA device: {e}")
+    return cupy

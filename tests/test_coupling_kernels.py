@@ -239,15 +239,7 @@ def test_cuda_simulator_matches_reference():
 
 
 # -- CuPy, on a real GPU only --------------------------------------------------------
-@pytest.fixture
-def cp():
-    cupy = pytest.importorskip("cupy")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except Exception as e:  # noqa: BLE001 - no driver / no device: skip, do not fail
-        pytest.skip(f"no usable CUDA device: {e}")
-    return cupy
+# (the `cp` fixture, CuPy on a real GPU or a clean skip, is in conftest.py)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

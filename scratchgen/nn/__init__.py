@@ -8,3 +8,4 @@ from .layers import (  # noqa: F401
 from .conv import (  # noqa: F401
     Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, Upsample, BatchNorm2d, Residual, ResidualBlock,
 )
+from .masked_conv import MaskedConv2d  # noqa: F401

@@ -14,6 +14,7 @@ from ..ops import elu, leaky_relu, log_softmax, logsigmoid, relu, sigmoid, softm
 from ..ops.conv import (  # noqa: F401
     avg_pool2d, conv2d, conv_transpose2d, fold, max_pool2d, unfold, upsample_nearest2d,
 )
+from ..ops.masked_conv import masked_conv2d  # noqa: F401
 from ..random import rng
 from ..tensor import Tensor, as_tensor, record
 

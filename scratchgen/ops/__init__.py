@@ -10,6 +10,7 @@ from .reduce import sum, mean, var, std, max, min, logsumexp, argmax, argmin  # 
 from .shape import *  # noqa: F401,F403
 from .softmax import softmax, log_softmax  # noqa: F401
 from .coupling import affine_coupling, affine_coupling_inverse  # noqa: F401
+from .masked_conv import masked_conv2d  # noqa: F401
 from .conv import (  # noqa: F401
     unfold, fold, conv2d, conv_transpose2d, avg_pool2d, max_pool2d, upsample_nearest2d,
 )

@@ -1,0 +1,132 @@
+"""GPU implementations of the masked convolution (scratchgen.kernels.masked_conv):
+
+- 'cuda' (Numba CUDA) against the reference under the CUDA simulator, in a subprocess
+  (NUMBA_ENABLE_CUDASIM must be set before numba is imported; the simulator is slow: tiny shapes);
+- the CUDA C sources of the CuPy kernels (this module's and kernels/coupling.py's) compiled with
+  `nvcc --ptx`, so syntax and type errors show up without a GPU (skipped without nvcc);
+- 'cupy' and 'cuda' on a real GPU, and the op on CUDA tensors (skipped without one).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import scratchgen as sg
+from scratchgen.kernels import masked_conv as K
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (k, mask_type, data_channels, n, c_in, c_out, h, w, dtype, bias): every kernel size, both mask
+# types, one and three colour groups, 1x1 and non-square images, both dtypes, with and without bias.
+SIM_CASES = [
+    (1, "A", 3, 1, 3, 3, 2, 3, "float32", True),
+    (3, "A", 1, 2, 1, 2, 3, 4, "float64", False),
+    (3, "B", 3, 1, 3, 6, 3, 2, "float32", False),
+    (5, "A", 3, 1, 3, 3, 1, 1, "float64", True),
+    (5, "B", 1, 2, 2, 1, 4, 3, "float32", True),
+    (7, "B", 1, 1, 1, 2, 3, 5, "float64", True),
+]
+
+CUDASIM_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from scratchgen.kernels import masked_conv as K
+    import test_masked_conv as T
+    K.CUDA_MAX_BLOCKS = 2    # fewer blocks than work items: every kernel grid-strides
+    cases = {cases!r}
+    for seed, (k, mask_type, d, n, c_in, c_out, h, w, dtype, bias) in enumerate(cases):
+        case = T.Case(k, mask_type, d, n, c_in, c_out, h, w, np.dtype(dtype).type, bias, seed)
+        ref = T.run_all_ref(case.x, case.w, case.b, case.g, case)
+        out = T.run_all(case, "cuda")       # masked weights are NaN: never read
+        for a, r, s in zip(out, ref, T.scales(case)):
+            assert a.dtype == case.dtype, (case, a.dtype)
+            T.assert_close(a, r, s, case.dtype)
+        assert (out[2][case.mask == 0] == 0).all(), case
+    # an empty batch: no launch, right shapes
+    x, w = np.zeros((0, 3, 2, 2), np.float32), np.ones((3, 3, 3, 3), np.float32)
+    assert K.masked_conv2d_forward(x, w, impl="cuda").shape == (0, 3, 2, 2)
+    assert (K.masked_conv2d_weight_grad(x, np.zeros((0, 3, 2, 2), np.float32), 3, impl="cuda") == 0).all()
+    print("CUDASIM-OK")
+""")
+
+
+def test_cuda_simulator_matches_reference():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", CUDASIM_SCRIPT.format(cases=SIM_CASES)], env=env, cwd=HERE,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "CUDASIM-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+# -- the CUDA C sources, compiled without a GPU ------------------------------------------------
+def _nvcc_compile(source, tmp_path, name):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not on PATH")
+    # The oldest architecture this nvcc knows (CUDA 13 dropped sm_70); PTX needs no GPU.
+    listed = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, timeout=60).stdout.split()
+    arch = listed[0] if listed else "compute_75"
+    src, ptx = tmp_path / f"{name}.cu", tmp_path / f"{name}.ptx"
+    src.write_text(source)
+    proc = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-Werror", "all-warnings", str(src), "-o", str(ptx)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return ptx.read_text()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cupy_source_compiles_with_nvcc(dtype, tmp_path):
+    ptx = _nvcc_compile(K.cupy_source(dtype), tmp_path, f"masked_conv_{dtype}")
+    for kernel in ("masked_conv_forward", "masked_conv_input_grad", "masked_conv_weight_grad"):
+        assert f".entry {kernel}(" in ptx            # extern "C": the names CuPy looks up
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_coupling_cupy_source_compiles_with_nvcc(dtype, tmp_path):
+    from scratchgen.kernels import coupling as C
+    ctype, exp = C._CUPY_EXP[dtype]
+    src = C._CUPY_ROWS_SRC.replace("{T}", ctype).replace("{EXP}", exp).replace("{NMAX}", str(C.CUDA_MAX_THREADS))
+    assert ".entry coupling_rows(" in _nvcc_compile(src, tmp_path, f"coupling_{dtype}")
+
+
+# -- CuPy, on a real GPU only ------------------------------------------------------------------
+# (the `cp` fixture, CuPy on a real GPU or a clean skip, is in conftest.py)
+
+
+@pytest.mark.parametrize("impl", ["cupy", "cuda"])
+@pytest.mark.parametrize("case_args", SIM_CASES + [(7, "A", 1, 4, 1, 16, 28, 28, "float32", True),
+                                                   (5, "B", 3, 3, 12, 12, 9, 7, "float64", True)])
+def test_gpu_kernels_match_reference(cp, impl, case_args):
+    import test_masked_conv as T
+    k, mask_type, d, n, c_in, c_out, h, w, dtype, bias = case_args
+    case = T.Case(k, mask_type, d, n, c_in, c_out, h, w, np.dtype(dtype).type, bias, 11)
+    dev = {name: None if a is None else cp.asarray(a) for name, a in
+           (("x", case.x), ("w", case.w_poisoned), ("b", case.b), ("g", case.g))}
+    out = (K.masked_conv2d_forward(dev["x"], dev["w"], dev["b"], mask_type, d, impl=impl),
+           K.masked_conv2d_input_grad(dev["g"], dev["w"], mask_type, d, impl=impl),
+           K.masked_conv2d_weight_grad(dev["x"], dev["g"], k, mask_type, d, impl=impl))
+    for a, r, s in zip(out, T.run_all_ref(case.x, case.w, case.b, case.g, case), T.scales(case)):
+        assert isinstance(a, cp.ndarray)                  # results stay on the device
+        T.assert_close(cp.asnumpy(a), r, 4 * s, case.dtype)   # FMA contraction: other roundings
+    assert (cp.asnumpy(out[2])[case.mask == 0] == 0).all()
+
+
+def test_gpu_op_and_layer_match_cpu(cp):
+    from scratchgen import nn
+    assert K._select(None, (cp.zeros((1, 1, 2, 2), cp.float32),)) == "cupy"
+    rng = np.random.default_rng(12)
+    x, w, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((6, 3, 5, 5)), rng.standard_normal(6)
+    results = []
+    for device in ("cpu", "cuda"):
+        ts = [sg.tensor(a, device=device, requires_grad=True) for a in (x, w, b)]
+        y = sg.ops.masked_conv2d(*ts, mask_type="A", data_channels=3)
+        grads = sg.grad((y * y).sum(), ts)
+        results.append([y.detach().numpy()] + [g.numpy() for g in grads])
+    for a, c in zip(*results):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
+    layer = nn.MaskedConv2d(3, 6, 3, "B", 3).to("cuda")
+    assert layer(sg.tensor(x.astype(np.float32), device="cuda")).device == "cuda"
