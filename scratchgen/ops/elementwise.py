@@ -230,7 +230,15 @@ def relu_vjp(g, out, x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    return where(x > 0, x, x * negative_slope)
+    d = x.data
+    return record(x.xp.where(d > 0, d, d * d.dtype.type(negative_slope)), leaky_relu_vjp, (x,),
+                  negative_slope=negative_slope)
+
+
+def leaky_relu_vjp(g, out, x, *, negative_slope):
+    # The slope map is constant (zero derivative off the kink), so g * slope is exact to any order.
+    t = x.dtype.type
+    return (g * Tensor(x.xp.where(x.data > 0, t(1), t(negative_slope))),)
 
 
 def elu(x, alpha=1.0):
