@@ -87,6 +87,20 @@ def main():
         os.remove(log)
 
     best, best_state, bad, seen, since, running = math.inf, None, 0, 0, 0, []
+
+    def evaluate():
+        nonlocal best, best_state, bad, running
+        valid = mean_nll(model, valid_x)
+        record = {"epoch": round(seen / len(train_x), 3), "images": seen, "train_nll": float(np.mean(running)),
+                  "valid_nll": valid, "time_s": round(time.perf_counter() - t0, 1)}
+        running = []
+        append_jsonl(log, record)
+        print(" ".join(f"{k} {v}" for k, v in record.items()), flush=True)
+        if valid < best:
+            best, best_state, bad = valid, {k: v.copy() for k, v in model.state_dict().items()}, 0
+        else:
+            bad += 1
+
     t0 = time.perf_counter()
     done = False
     for epoch in range(1, args.epochs + 1):
@@ -100,21 +114,14 @@ def main():
             if since < eval_every:
                 continue
             since = 0
-            valid = mean_nll(model, valid_x)
-            record = {"epoch": round(seen / len(train_x), 3), "images": seen, "train_nll": float(np.mean(running)),
-                      "valid_nll": valid, "time_s": round(time.perf_counter() - t0, 1)}
-            running = []
-            append_jsonl(log, record)
-            print(" ".join(f"{k} {v}" for k, v in record.items()), flush=True)
-            if valid < best:
-                best, best_state, bad = valid, {k: v.copy() for k, v in model.state_dict().items()}, 0
-            else:
-                bad += 1
+            evaluate()
             if bad >= args.patience or (args.hours and time.perf_counter() - t0 > 3600 * args.hours):
                 done = True
                 break
         if done:
             break
+    if since and not done:  # the images after the last evaluation count too
+        evaluate()
     seconds = time.perf_counter() - t0
 
     model.load_state_dict(best_state)
