@@ -35,13 +35,13 @@ The PixelVAE authors' Gated PixelCNN reaches 80.1 nats on binarized MNIST (the i
 import numpy as np
 
 from .. import nn
+from ..grad_mode import no_grad
+from ..losses import binary_cross_entropy_with_logits
 from ..ops.conv import conv2d
 from ..ops.shape import pad
 from .gan import one_hot
 from .pixelcnn import BinarizedMNISTAutoregressiveSpec, _as_images, autoregressive_sample
 from .registry import register
-from ..grad_mode import no_grad
-from ..losses import binary_cross_entropy_with_logits
 
 
 def shift_down(x):
