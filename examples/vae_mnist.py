@@ -33,7 +33,8 @@ import numpy as np
 import scratchgen as sg
 from scratchgen.data import DataLoader, describe_mnist_source, load_mnist, to_unit
 from scratchgen.models.vae import VAE, evaluate_elbo, evaluate_iwae, load_split
-from scratchgen.plots import curves, image_grid, interpolation_strip, scatter_2d
+from scratchgen.models.vae_pictures import draw_vae_pictures
+from scratchgen.plots import curves
 from scratchgen.train import EarlyStopping, fit, seed_everything
 
 
@@ -69,51 +70,8 @@ def labelled_test_digits(args, n):
     return x, labels[:n]
 
 
-def pca_2d(z):
-    zc = z - z.mean(axis=0)
-    _, s, vt = np.linalg.svd(zc, full_matrices=False)
-    explained = (s[:2] ** 2).sum() / (s ** 2).sum()
-    return zc @ vt[:2].T, explained
-
-
 def draw_pictures(model, args, test, out):
-    paths = {}
-    g = sg.Generator(args.seed + 100)
-    paths["samples"] = image_grid(model.sample(100, generator=g, mean=True).numpy(), os.path.join(out, "samples.png"),
-                                  nrow=10, title="VAE samples: E[x|z], z ~ N(0, I)")
-    x = test[:20]
-    recon = model.reconstruct(x).numpy()
-    paths["reconstructions"] = interpolation_strip([x[:10], recon[:10], x[10:], recon[10:]],
-                                                   os.path.join(out, "reconstructions.png"),
-                                                   row_labels=["data", "recon", "data", "recon"])
-    # Interpolations between the codes of pairs of test digits.
-    rng = np.random.default_rng(args.seed)
-    pairs = rng.choice(len(test), size=(8, 2), replace=False)
-    with sg.no_grad():
-        mu = model.encode(test[pairs.reshape(-1)]).loc.numpy().reshape(8, 2, -1)
-    t = np.linspace(0, 1, 10)[None, :, None]
-    z = (1 - t) * mu[:, :1] + t * mu[:, 1:]                       # (8 pairs, 10 steps, latent)
-    images = model.decode_mean(z.reshape(-1, model.latent_dim).astype(np.float32)).numpy()
-    paths["interpolations"] = interpolation_strip(list(images.reshape(8, 10, 28, 28)),
-                                                  os.path.join(out, "interpolations.png"),
-                                                  title="linear interpolation between posterior means")
-    # Latent codes of labelled test digits.
-    xl, labels = labelled_test_digits(args, 5000)
-    with sg.no_grad():
-        codes = np.concatenate([model.encode(xl[i:i + 1000]).loc.numpy() for i in range(0, len(xl), 1000)])
-    if model.latent_dim == 2:
-        pts, title = codes, "posterior means mu(x) of MNIST test digits"
-    else:
-        pts, explained = pca_2d(codes)
-        title = f"mu(x) of MNIST test digits, first 2 principal components ({explained:.0%} of variance)"
-    paths["latent_scatter"] = scatter_2d(pts, labels, os.path.join(out, "latent_scatter.png"), title=title)
-    if model.latent_dim == 2:
-        from scipy.stats import norm
-        q = norm.ppf(np.linspace(0.05, 0.95, 20))
-        grid = np.stack(np.meshgrid(q, q[::-1]), axis=-1).reshape(-1, 2).astype(np.float32)
-        paths["manifold"] = image_grid(model.decode_mean(grid).numpy(), os.path.join(out, "manifold.png"), nrow=20,
-                                       title="learned manifold: E[x|z] over z = Phi^-1(quantiles)")
-    return paths
+    return draw_vae_pictures(model, test, labelled_test_digits(args, 5000), out, seed=args.seed)
 
 
 def main():

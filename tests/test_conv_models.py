@@ -106,8 +106,10 @@ def test_cli_trains_dcgan_and_conv_vae_on_the_bundled_subset(tmp_path, monkeypat
     monkeypatch.delenv("SCRATCHGEN_DATA", raising=False)
     results = _cli_run(tmp_path, "dcgan", "metric=none", "parzen_samples=0", "channels=4", "latent_dim=8")
     assert 0 < results["test_d_real"] < 1
-    results = _cli_run(tmp_path, "conv_vae", "binarization=dynamic", "hidden=16", "latent=4")
+    results = _cli_run(tmp_path, "conv_vae", "binarization=dynamic", "hidden=16", "latent=2")
     assert -784 * 2 < results["test_elbo"] < 0
+    for name in ("reconstructions", "interpolations", "latent_scatter", "manifold"):
+        assert (tmp_path / "conv_vae" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
 
 
 def test_cli_trains_pixelcnn_and_gated_pixelcnn(tmp_path):

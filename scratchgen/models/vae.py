@@ -342,13 +342,15 @@ class VAESpec(ModelSpec):
         return image_grid(images, path, nrow=int(math.sqrt(n)))
 
     def visualize(self, model, out_dir, n=None):
-        """samples.png (decoder means of z ~ p(z)) and reconstructions.png (test digits, then their
-        reconstructions)."""
-        import os
-        from ..plots import interpolation_strip
-        path = self.sample(model, n or self.n_samples, os.path.join(out_dir, "samples.png"))
-        x = self._split("test")[:16]
-        recon = model.reconstruct(x).numpy()
-        interpolation_strip([x.reshape(-1, 28, 28), recon.reshape(-1, 28, 28)],
-                            os.path.join(out_dir, "reconstructions.png"), row_labels=["data", "recon"])
-        return path
+        """samples.png, reconstructions.png, interpolations.png, latent_scatter.png (codes of
+        labelled MNIST test digits) and, for a 2-D latent space, manifold.png (vae_pictures.py)."""
+        from ..data import load_mnist, to_unit
+        from .vae_pictures import draw_vae_pictures
+        images, labels = load_mnist("test")
+        n_labelled = min(len(images), 5000)
+        xl = to_unit(images[:n_labelled]).reshape(n_labelled, -1).astype(np.float32)
+        if self.config["likelihood"] == "bernoulli":  # binarized like the model's inputs (a fixed draw)
+            xl = (np.random.default_rng(12345).random(xl.shape) < xl).astype(np.float32)
+        paths = draw_vae_pictures(model, self._split("test"), (xl, labels[:n_labelled]), out_dir,
+                                  seed=self.config["seed"])
+        return paths["samples"]
