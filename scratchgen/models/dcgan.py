@@ -18,9 +18,8 @@ The WGAN-GP critic is D without batch normalisation (the penalty treats every ex
 own, which batch statistics would break; Gulrajani et al., Section 4). Both players read and
 write flat (N, 784) images, so gan.py's MNIST pipeline, metrics and pictures apply unchanged.
 """
-import numpy as np
-
 from .. import nn
+from ..random import Generator
 from .gan import MNIST_DEFAULTS, MNISTAdversarialSpec
 from .registry import register
 from .wgan import OPTIMIZERS, MNISTWGANSpec
@@ -61,15 +60,16 @@ class DCGANDiscriminator(nn.Module):
 
 def dcgan_init_(module, std=0.02, seed=0):
     """The paper's initialisation: conv and linear weights ~ N(0, 0.02), BN scales ~ N(1, 0.02)."""
-    rng = np.random.default_rng(seed)
+    g = Generator(seed)
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            m.weight.data[...] = rng.normal(0.0, std, m.weight.shape)
-            if m.bias is not None:
-                m.bias.data[...] = 0
+            nn.init.normal_(m.weight, 0.0, std, generator=g)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.weight is not None:
-            m.weight.data[...] = rng.normal(1.0, std, m.weight.shape)
-            m.bias.data[...] = 0
+            nn.init.normal_(m.weight, 1.0, std, generator=g)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
     return module
 
 
