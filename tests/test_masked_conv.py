@@ -36,27 +36,34 @@ def expected_mask(c_out, c_in, k, mask_type, d):
     return m
 
 
-def dense_conv(x, w, b=None):
-    """conv2d(x, w, b, padding=k // 2) by explicit loops over taps and pixels (zero padding)."""
+def out_size(size, k, stride, padding):
+    """PyTorch's conv2d output size along one axis."""
+    return (size + 2 * padding - k) // stride + 1
+
+
+def dense_conv(x, w, b=None, stride=(1, 1), padding=None):
+    """conv2d(x, w, b, stride, padding) by explicit loops over taps and output pixels (zero padding;
+    padding None: k // 2)."""
     n, c_in, h, wd = x.shape
     c_out, _, k, _ = w.shape
-    p = k // 2
-    y = np.zeros((n, c_out, h, wd))
-    for a, bb, i, j in itertools.product(range(k), range(k), range(h), range(wd)):
-        ii, jj = i + a - p, j + bb - p
+    (sh, sw), (ph, pw) = stride, padding or (k // 2, k // 2)
+    ho, wo = out_size(h, k, sh, ph), out_size(wd, k, sw, pw)
+    y = np.zeros((n, c_out, ho, wo))
+    for a, bb, i, j in itertools.product(range(k), range(k), range(ho), range(wo)):
+        ii, jj = i * sh + a - ph, j * sw + bb - pw
         if 0 <= ii < h and 0 <= jj < wd:
             y[:, :, i, j] += x[:, :, ii, jj].astype(np.float64) @ w[:, :, a, bb].T.astype(np.float64)
     return y if b is None else y + b[:, None, None]
 
 
-def dense_grads(x, w, g):
-    """(dL/dx, dL/dw) of L = <g, dense_conv(x, w)>, by the same loops."""
+def dense_grads(x, w, g, stride=(1, 1), padding=None):
+    """(dL/dx, dL/dw) of L = <g, dense_conv(x, w, stride=stride, padding=padding)>, by the same loops."""
     n, c_in, h, wd = x.shape
     c_out, _, k, _ = w.shape
-    p = k // 2
+    (sh, sw), (ph, pw) = stride, padding or (k // 2, k // 2)
     gx, gw = np.zeros(x.shape), np.zeros(w.shape)
-    for a, bb, i, j in itertools.product(range(k), range(k), range(h), range(wd)):
-        ii, jj = i + a - p, j + bb - p
+    for a, bb, i, j in itertools.product(range(k), range(k), range(g.shape[2]), range(g.shape[3])):
+        ii, jj = i * sh + a - ph, j * sw + bb - pw
         if 0 <= ii < h and 0 <= jj < wd:
             gx[:, :, ii, jj] += g[:, :, i, j] @ w[:, :, a, bb]
             gw[:, :, a, bb] += g[:, :, i, j].T @ x[:, :, ii, jj]
@@ -74,37 +81,57 @@ def assert_close(actual, expected, scale, dtype):
 
 # -- strategies -------------------------------------------------------------------------------
 class Case:
-    def __init__(self, k, mask_type, d, n, c_in, c_out, h, w, dtype, bias, seed):
+    """stride: a pair; padding: a pair, or None (k // 2, PixelCNN's)."""
+
+    def __init__(self, k, mask_type, d, n, c_in, c_out, h, w, dtype, bias, seed, stride=(1, 1), padding=None):
         self.k, self.mask_type, self.d, self.dtype = k, mask_type, d, dtype
+        self.stride, self.padding = stride, padding
+        ph, pw = padding or (k // 2, k // 2)
+        self.out_size = (out_size(h, k, stride[0], ph), out_size(w, k, stride[1], pw))
         rng = np.random.default_rng(seed)
         self.x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
         self.w = rng.standard_normal((c_out, c_in, k, k)).astype(dtype)
         self.b = rng.standard_normal(c_out).astype(dtype) if bias else None
-        self.g = rng.standard_normal((n, c_out, h, w)).astype(dtype)
+        self.g = rng.standard_normal((n, c_out) + self.out_size).astype(dtype)
         self.mask = K.pixelcnn_mask(c_out, c_in, k, mask_type, d, dtype=dtype)
         # The same weights with garbage where the mask is zero: no kernel may read those.
         self.w_poisoned = np.where(self.mask > 0, self.w, np.nan).astype(dtype)
 
     def __repr__(self):
         return (f"Case(k={self.k}, {self.mask_type!r}, d={self.d}, x={self.x.shape}, w={self.w.shape}, "
-                f"{np.dtype(self.dtype).name}, bias={self.b is not None})")
+                f"stride={self.stride}, padding={self.padding}, {np.dtype(self.dtype).name}, bias={self.b is not None})")
+
+    @property
+    def geometry(self):
+        return dict(stride=self.stride, padding=self.padding)
 
 
 @st.composite
-def cases(draw, dtypes=(np.float32, np.float64), kernels=(1, 3, 5, 7), max_n=3, max_groups=2, max_side=6):
-    d = draw(st.sampled_from([1, 3]))
-    return Case(k=draw(st.sampled_from(kernels)), mask_type=draw(st.sampled_from("AB")), d=d,
+def cases(draw, dtypes=(np.float32, np.float64), kernels=(1, 3, 5, 7), max_n=3, max_groups=2, max_side=6,
+          strides=(1, 2, 3)):
+    """Stride 1 with PixelCNN's padding half the time; otherwise any stride and padding (per axis),
+    on images large enough for the padded kernel."""
+    d, k = draw(st.sampled_from([1, 3])), draw(st.sampled_from(kernels))
+    if draw(st.booleans()) or strides == (1,):
+        stride, padding = (1, 1), None
+        h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+    else:
+        stride = (draw(st.sampled_from(strides)), draw(st.sampled_from(strides)))
+        padding = (draw(st.integers(0, k)), draw(st.integers(0, k)))
+        low_h, low_w = max(1, k - 2 * padding[0]), max(1, k - 2 * padding[1])
+        h, w = draw(st.integers(low_h, low_h + max_side)), draw(st.integers(low_w, low_w + max_side))
+    return Case(k=k, mask_type=draw(st.sampled_from("AB")), d=d,
                 n=draw(st.integers(1, max_n)), c_in=d * draw(st.integers(1, max_groups)),
-                c_out=d * draw(st.integers(1, max_groups)), h=draw(st.integers(1, max_side)),
-                w=draw(st.integers(1, max_side)), dtype=draw(st.sampled_from(dtypes)), bias=draw(st.booleans()),
-                seed=draw(st.integers(0, 2**32 - 1)))
+                c_out=d * draw(st.integers(1, max_groups)), h=h, w=w, dtype=draw(st.sampled_from(dtypes)),
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)), stride=stride, padding=padding)
 
 
 def run_all(case, impl, w=None):
     w = case.w_poisoned if w is None else w
-    y = K.masked_conv2d_forward(case.x, w, case.b, case.mask_type, case.d, impl=impl)
-    gx = K.masked_conv2d_input_grad(case.g, w, case.mask_type, case.d, impl=impl)
-    gw = K.masked_conv2d_weight_grad(case.x, case.g, case.k, case.mask_type, case.d, impl=impl)
+    y = K.masked_conv2d_forward(case.x, w, case.b, case.mask_type, case.d, **case.geometry, impl=impl)
+    gx = K.masked_conv2d_input_grad(case.g, w, case.mask_type, case.d, **case.geometry,
+                                    input_size=case.x.shape[2:], impl=impl)
+    gw = K.masked_conv2d_weight_grad(case.x, case.g, case.k, case.mask_type, case.d, **case.geometry, impl=impl)
     return y, gx, gw
 
 
@@ -116,9 +143,10 @@ def scales(case):
 
 
 def run_all_ref(x, w, b, g, case):
-    return (K.masked_conv2d_forward(x, w, b, case.mask_type, case.d, impl="reference"),
-            K.masked_conv2d_input_grad(g, w, case.mask_type, case.d, impl="reference"),
-            K.masked_conv2d_weight_grad(x, g, case.k, case.mask_type, case.d, impl="reference"))
+    geo = case.geometry
+    return (K.masked_conv2d_forward(x, w, b, case.mask_type, case.d, **geo, impl="reference"),
+            K.masked_conv2d_input_grad(g, w, case.mask_type, case.d, **geo, input_size=x.shape[2:], impl="reference"),
+            K.masked_conv2d_weight_grad(x, g, case.k, case.mask_type, case.d, **geo, impl="reference"))
 
 
 # -- the mask ---------------------------------------------------------------------------------
@@ -152,8 +180,8 @@ def test_mask_examples():
 def test_reference_matches_a_dense_convolution_with_the_masked_weight(case):
     wm = case.w * expected_mask(*case.w.shape[:3], case.mask_type, case.d)
     y, gx, gw = run_all(case, "reference")
-    gx_d, gw_d = dense_grads(case.x, wm, case.g)
-    np.testing.assert_allclose(y, dense_conv(case.x, wm, case.b), rtol=1e-12, atol=1e-12)
+    gx_d, gw_d = dense_grads(case.x, wm, case.g, case.stride, case.padding)
+    np.testing.assert_allclose(y, dense_conv(case.x, wm, case.b, case.stride, case.padding), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gx, gx_d, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gw, gw_d * (wm != 0), rtol=1e-12, atol=1e-12)
     assert (gw[case.mask == 0] == 0).all()
@@ -187,9 +215,10 @@ def test_empty_batches_and_tiny_images(impl, shape):
         assert (gw == 0).all()
 
 
-@pytest.mark.parametrize("c_in, c_out", [(6, 9), (9, 6)])   # both forms of the gemm input gradient
-def test_parallel_kernels_and_gemm_chunking_match_reference(c_in, c_out, monkeypatch):
-    case = Case(5, "B", 3, 5, c_in, c_out, 7, 6, np.float32, True, 2)
+@pytest.mark.parametrize("c_in, c_out, stride, padding", [(6, 9, (1, 1), None), (9, 6, (1, 1), None),
+                                                         (9, 6, (2, 1), (1, 3))])   # both gemm input-gradient forms
+def test_parallel_kernels_and_gemm_chunking_match_reference(c_in, c_out, stride, padding, monkeypatch):
+    case = Case(5, "B", 3, 5, c_in, c_out, 7, 6, np.float32, True, 2, stride=stride, padding=padding)
     ref, sc = run_all_ref(case.x, case.w, case.b, case.g, case), scales(case)
     monkeypatch.setattr(K, "PARALLEL_MIN", 0)              # the prange kernels
     for a, r, s in zip(run_all(case, "numba"), ref, sc):
@@ -200,6 +229,36 @@ def test_parallel_kernels_and_gemm_chunking_match_reference(c_in, c_out, monkeyp
         monkeypatch.setattr(K, "_blas_threads", lambda: threads)   # the images split over our threads
         for a, r, s in zip(run_all(case, "gemm"), ref, sc):
             assert_close(a, r, s, np.float32)
+
+
+@pytest.mark.parametrize("impl", ["reference"] + CPU_IMPLS)
+def test_stride_and_padding_examples(impl):
+    """By hand: a 3x3 'B' kernel of ones, stride 2, no padding, on a 5x5 ramp: each output sums the
+    window's top row and the centre row up to the centre."""
+    x = np.arange(25, dtype=np.float64).reshape(1, 1, 5, 5)
+    w = np.ones((1, 1, 3, 3))
+    y = K.masked_conv2d_forward(x, w, stride=2, padding=0, impl=impl)
+    top_left = [[x[0, 0, i, j:j + 3].sum() + x[0, 0, i + 1, j:j + 2].sum() for j in (0, 2)] for i in (0, 2)]
+    np.testing.assert_allclose(y[0, 0], top_left)
+    # the default, padding=k // 2, 'same' and (1, 1) are one geometry
+    for padding in (None, "same", 1, (1, 1)):
+        np.testing.assert_array_equal(K.masked_conv2d_forward(x, w, padding=padding, impl=impl),
+                                      K.masked_conv2d_forward(x, w, impl=impl))
+    assert K.masked_conv2d_forward(x, w, padding="valid", impl=impl).shape == (1, 1, 3, 3)
+    assert K.masked_conv2d_forward(x, w, stride=(1, 2), padding=(0, 1), impl=impl).shape == (1, 1, 3, 3)
+
+
+@pytest.mark.parametrize("impl", ["reference"] + CPU_IMPLS)
+@pytest.mark.parametrize("stride, padding", [(2, 1), ((3, 1), (0, 2))])
+def test_strided_empty_batches_and_windows_past_the_edge(impl, stride, padding):
+    """Strides that skip the last rows and columns, padding wider than the kernel's reach, an empty batch."""
+    for n, h, w in ((0, 6, 5), (2, 6, 5), (1, 5, 2)):
+        case = Case(3, "A", 3, n, 3, 6, h, w, np.float32, True, 4, stride=K._int_pair(stride, "stride", 1),
+                    padding=K._int_pair(padding, "padding", 0))
+        y, gx, gw = run_all(case, impl)
+        assert y.shape == (n, 6) + case.out_size and gx.shape == case.x.shape and gw.shape == case.w.shape
+        for a, r, sc in zip((y, gx, gw), run_all_ref(case.x, case.w, case.b, case.g, case), scales(case)):
+            assert_close(a, r, sc, np.float32)
 
 
 def test_kernels_accept_strided_inputs():
@@ -244,6 +303,25 @@ def test_dispatch_and_errors():
         K.masked_conv2d_weight_grad(x32, np.zeros((2, 6, 4, 4), np.float32), 3)
     with pytest.raises(ValueError, match="C_out"):
         K.masked_conv2d_input_grad(np.zeros((1, 5, 4, 4), np.float32), w32)
+    with pytest.raises(ValueError, match="does not fit"):
+        K.masked_conv2d_forward(np.zeros((1, 3, 2, 4), np.float32), w32, padding=0)
+    with pytest.raises(ValueError, match="needs stride 1"):
+        K.masked_conv2d_forward(x32, w32, stride=2, padding="same")
+    with pytest.raises(ValueError, match="stride must be an int >= 1"):
+        K.masked_conv2d_forward(x32, w32, stride=0)
+    with pytest.raises(ValueError, match="padding must be an int >= 0"):
+        K.masked_conv2d_forward(x32, w32, padding=(1, -1))
+    with pytest.raises(ValueError, match="padding must be None"):
+        K.masked_conv2d_forward(x32, w32, padding="full")
+    g2 = np.zeros((1, 6, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="input_size"):
+        K.masked_conv2d_input_grad(g2, w32, stride=2)
+    assert K.masked_conv2d_input_grad(g2, w32, stride=2, input_size=(3, 4)).shape == (1, 3, 3, 4)
+    assert K.masked_conv2d_input_grad(g2, w32, padding=0).shape == (1, 3, 4, 4)   # stride 1: inferred
+    with pytest.raises(ValueError, match=r"gives outputs of \(3, 3\)"):
+        K.masked_conv2d_input_grad(g2, w32, stride=2, input_size=(5, 6))
+    with pytest.raises(ValueError, match="output image size"):
+        K.masked_conv2d_weight_grad(x32, np.zeros((1, 6, 4, 4), np.float32), 3, stride=2)
     old = K.FORCE_IMPL
     try:
         K.FORCE_IMPL = "reference"
@@ -253,13 +331,13 @@ def test_dispatch_and_errors():
 
 
 # -- the op -----------------------------------------------------------------------------------
-@settings(max_examples=6)
-@given(cases(dtypes=(np.float64,), kernels=(1, 3, 5), max_n=2, max_groups=1, max_side=3))
+@settings(max_examples=8)
+@given(cases(dtypes=(np.float64,), kernels=(1, 3, 5), max_n=2, max_groups=1, max_side=3, strides=(1, 2)))
 def test_op_gradcheck_and_gradgradcheck(case):
     args = (case.x, case.w) + (() if case.b is None else (case.b,))
 
     def f(*t):
-        return masked_conv2d(*t, mask_type=case.mask_type, data_channels=case.d)
+        return masked_conv2d(*t, mask_type=case.mask_type, data_channels=case.d, **case.geometry)
 
     assert sg.gradcheck(f, args)
     assert sg.gradgradcheck(f, args)
@@ -284,8 +362,8 @@ def test_op_matches_conv2d_with_the_masked_weight_and_both_backward_paths_agree(
     b = None if case.b is None else sg.tensor(case.b, requires_grad=True)
     params = [x, w] + ([] if b is None else [b])
     p = case.k // 2
-    y = masked_conv2d(x, w, b, case.mask_type, case.d, impl=impl)
-    y_ref = sg.conv2d(x, w * sg.tensor(case.mask), b, padding=p)
+    y = masked_conv2d(x, w, b, case.mask_type, case.d, **case.geometry, impl=impl)
+    y_ref = sg.conv2d(x, w * sg.tensor(case.mask), b, stride=case.stride, padding=case.padding or p)
     weights = sg.tensor(case.g)
     sc = scales(case)
     assert y.dtype == case.dtype
@@ -446,9 +524,26 @@ def test_layer_forward_backward_and_optimizer_writes_to_masked_weights():
     (dict(in_channels=0), "positive int"),
     (dict(data_channels=0), "positive int"),
     (dict(out_channels=2.0), "positive int"),
+    (dict(stride=0), "stride"),
+    (dict(stride=2, padding="same"), "needs stride 1"),
+    (dict(padding=-1), "padding"),
 ])
 def test_layer_validates_its_arguments(kwargs, match):
     args = dict(in_channels=3, out_channels=6, kernel_size=3, mask_type="A", data_channels=1) | kwargs
     with pytest.raises(ValueError, match=match):
         nn.MaskedConv2d(**args)
     assert nn.MaskedConv2d(3, 6, (3, 3)).kernel_size == 3
+
+
+def test_layer_with_stride_and_padding_matches_conv2d():
+    rng = np.random.default_rng(9)
+    layer = nn.MaskedConv2d(3, 6, 5, "B", data_channels=3, stride=(2, 1), padding=(1, 0)).double()
+    assert layer.stride == (2, 1) and layer.padding == (1, 0)
+    assert "stride=(2, 1)" in repr(layer) and "padding=(1, 0)" in repr(layer)
+    x = sg.tensor(rng.standard_normal((2, 3, 7, 6)))
+    y = layer(x)
+    mask = sg.tensor(layer.mask)
+    expected = sg.conv2d(x, layer.weight * mask, layer.bias, stride=(2, 1), padding=(1, 0))
+    assert y.shape == expected.shape == (2, 6, 3, 2)
+    np.testing.assert_allclose(y.detach().numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert nn.MaskedConv2d(1, 2, 3).padding == (1, 1) and nn.MaskedConv2d(1, 2, 3, padding="valid").padding == (0, 0)

@@ -20,15 +20,19 @@ from scratchgen.kernels import masked_conv as K
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# (k, mask_type, data_channels, n, c_in, c_out, h, w, dtype, bias): every kernel size, both mask
-# types, one and three colour groups, 1x1 and non-square images, both dtypes, with and without bias.
+# (k, mask_type, data_channels, n, c_in, c_out, h, w, dtype, bias, stride, padding): every kernel
+# size, both mask types, one and three colour groups, 1x1 and non-square images, both dtypes, with
+# and without bias; PixelCNN's geometry (padding None: k // 2) and strides with other paddings.
 SIM_CASES = [
-    (1, "A", 3, 1, 3, 3, 2, 3, "float32", True),
-    (3, "A", 1, 2, 1, 2, 3, 4, "float64", False),
-    (3, "B", 3, 1, 3, 6, 3, 2, "float32", False),
-    (5, "A", 3, 1, 3, 3, 1, 1, "float64", True),
-    (5, "B", 1, 2, 2, 1, 4, 3, "float32", True),
-    (7, "B", 1, 1, 1, 2, 3, 5, "float64", True),
+    (1, "A", 3, 1, 3, 3, 2, 3, "float32", True, (1, 1), None),
+    (3, "A", 1, 2, 1, 2, 3, 4, "float64", False, (1, 1), None),
+    (3, "B", 3, 1, 3, 6, 3, 2, "float32", False, (1, 1), None),
+    (5, "A", 3, 1, 3, 3, 1, 1, "float64", True, (1, 1), None),
+    (5, "B", 1, 2, 2, 1, 4, 3, "float32", True, (1, 1), None),
+    (7, "B", 1, 1, 1, 2, 3, 5, "float64", True, (1, 1), None),
+    (3, "A", 3, 1, 3, 3, 5, 4, "float64", True, (2, 2), (1, 0)),
+    (5, "B", 1, 1, 2, 1, 6, 5, "float32", False, (3, 2), (2, 3)),
+    (1, "B", 1, 2, 1, 2, 3, 4, "float32", True, (2, 1), (1, 1)),
 ]
 
 CUDASIM_SCRIPT = textwrap.dedent("""
@@ -38,8 +42,8 @@ CUDASIM_SCRIPT = textwrap.dedent("""
     import test_masked_conv as T
     K.CUDA_MAX_BLOCKS = 2    # fewer blocks than work items: every kernel grid-strides
     cases = {cases!r}
-    for seed, (k, mask_type, d, n, c_in, c_out, h, w, dtype, bias) in enumerate(cases):
-        case = T.Case(k, mask_type, d, n, c_in, c_out, h, w, np.dtype(dtype).type, bias, seed)
+    for seed, (k, mask_type, d, n, c_in, c_out, h, w, dtype, bias, stride, padding) in enumerate(cases):
+        case = T.Case(k, mask_type, d, n, c_in, c_out, h, w, np.dtype(dtype).type, bias, seed, stride, padding)
         ref = T.run_all_ref(case.x, case.w, case.b, case.g, case)
         out = T.run_all(case, "cuda")       # masked weights are NaN: never read
         for a, r, s in zip(out, ref, T.scales(case)):
@@ -98,17 +102,19 @@ def test_coupling_cupy_source_compiles_with_nvcc(dtype, tmp_path):
 
 
 @pytest.mark.parametrize("impl", ["cupy", "cuda"])
-@pytest.mark.parametrize("case_args", SIM_CASES + [(7, "A", 1, 4, 1, 16, 28, 28, "float32", True),
-                                                   (5, "B", 3, 3, 12, 12, 9, 7, "float64", True)])
+@pytest.mark.parametrize("case_args", SIM_CASES + [(7, "A", 1, 4, 1, 16, 28, 28, "float32", True, (1, 1), None),
+                                                   (5, "B", 3, 3, 12, 12, 9, 7, "float64", True, (1, 1), None),
+                                                   (5, "B", 1, 3, 8, 8, 15, 16, "float32", True, (2, 2), (2, 2))])
 def test_gpu_kernels_match_reference(cp, impl, case_args):
     import test_masked_conv as T
-    k, mask_type, d, n, c_in, c_out, h, w, dtype, bias = case_args
-    case = T.Case(k, mask_type, d, n, c_in, c_out, h, w, np.dtype(dtype).type, bias, 11)
+    k, mask_type, d, n, c_in, c_out, h, w, dtype, bias, stride, padding = case_args
+    case = T.Case(k, mask_type, d, n, c_in, c_out, h, w, np.dtype(dtype).type, bias, 11, stride, padding)
     dev = {name: None if a is None else cp.asarray(a) for name, a in
            (("x", case.x), ("w", case.w_poisoned), ("b", case.b), ("g", case.g))}
-    out = (K.masked_conv2d_forward(dev["x"], dev["w"], dev["b"], mask_type, d, impl=impl),
-           K.masked_conv2d_input_grad(dev["g"], dev["w"], mask_type, d, impl=impl),
-           K.masked_conv2d_weight_grad(dev["x"], dev["g"], k, mask_type, d, impl=impl))
+    geo = case.geometry
+    out = (K.masked_conv2d_forward(dev["x"], dev["w"], dev["b"], mask_type, d, **geo, impl=impl),
+           K.masked_conv2d_input_grad(dev["g"], dev["w"], mask_type, d, **geo, input_size=(h, w), impl=impl),
+           K.masked_conv2d_weight_grad(dev["x"], dev["g"], k, mask_type, d, **geo, impl=impl))
     for a, r, s in zip(out, T.run_all_ref(case.x, case.w, case.b, case.g, case), T.scales(case)):
         assert isinstance(a, cp.ndarray)                  # results stay on the device
         T.assert_close(cp.asnumpy(a), r, 4 * s, case.dtype)   # FMA contraction: other roundings
@@ -124,6 +130,7 @@ def test_gpu_op_and_layer_match_cpu(cp):
     for device in ("cpu", "cuda"):
         ts = [sg.tensor(a, device=device, requires_grad=True) for a in (x, w, b)]
         y = sg.ops.masked_conv2d(*ts, mask_type="A", data_channels=3)
+        y = y + sg.ops.masked_conv2d(*ts, mask_type="B", data_channels=3, stride=2, padding=(2, 1)).sum()
         grads = sg.grad((y * y).sum(), ts)
         results.append([y.detach().numpy()] + [g.numpy() for g in grads])
     for a, c in zip(*results):

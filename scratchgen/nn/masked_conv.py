@@ -4,7 +4,8 @@
     layer = nn.MaskedConv2d(64, 64, 3, mask_type="B")      # later layers: it sees its own features
     layer = nn.MaskedConv2d(3, 192, 7, "A", data_channels=3)   # RGB: channels in R, G, B groups
 
-Stride 1 and 'same' padding (k // 2), so the output has the input's height and width. The weight has
+By default stride 1 and padding k // 2, so the output has the input's height and width (PixelCNN's
+layers); `stride` and `padding` are placed as in nn.Conv2d (padding may also be 'same' or 'valid'). The weight has
 the full (C_out, C_in, k, k) shape, as nn.Conv2d's, and is initialised as PyTorch initialises a
 Conv2d of that shape (kaiming_uniform with a=sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
 fan_in = C_in * k * k, the bias from the same interval); the masked entries are then set to zero so
@@ -37,7 +38,7 @@ def _kernel_size(value):
 
 class MaskedConv2d(Module):
     """PixelCNN masked convolution over (N, C_in, H, W) inputs: y = conv2d(x, weight * mask, bias,
-    padding=k // 2), computed over the unmasked taps only.
+    stride, padding), computed over the unmasked taps only (default: stride 1, padding k // 2).
 
     mask_type 'A' hides the centre pixel (with data_channels > 1: its own colour group and the
     later ones; earlier groups stay visible); 'B' shows it (its own group and the earlier ones).
@@ -45,7 +46,7 @@ class MaskedConv2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, mask_type="A", data_channels=1, bias=True,
-                 dtype=float32, generator=None):
+                 stride=1, padding=None, dtype=float32, generator=None):
         super().__init__()
         if mask_type not in ("A", "B"):
             raise ValueError(f"MaskedConv2d: mask_type must be 'A' (first layer: the centre pixel hidden) "
@@ -54,6 +55,12 @@ class MaskedConv2d(Module):
         out_channels = _positive_int("out_channels", out_channels)
         data_channels = _positive_int("data_channels", data_channels)
         kernel_size = _kernel_size(kernel_size)
+        from ..kernels.masked_conv import geometry
+        try:                                 # normalise (and check) the stride and padding once
+            geo = geometry(kernel_size, kernel_size, kernel_size, stride, padding)
+        except ValueError as err:
+            raise ValueError(f"MaskedConv2d: {err}") from None
+        self.stride, self.padding = (geo.sh, geo.sw), (geo.ph, geo.pw)
         for name, c in (("in_channels", in_channels), ("out_channels", out_channels)):
             if c % data_channels:
                 raise ValueError(f"MaskedConv2d: {name}={c} must be a multiple of data_channels={data_channels}: "
@@ -81,12 +88,14 @@ class MaskedConv2d(Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"MaskedConv2d({self.in_channels}, {self.out_channels}): expected input "
                              f"(N, {self.in_channels}, H, W), got shape {x.shape}")
-        return masked_conv2d(x, self.weight, self.bias, self.mask_type, self.data_channels)
+        return masked_conv2d(x, self.weight, self.bias, self.mask_type, self.data_channels, self.stride, self.padding)
 
     def extra_repr(self):
         k = self.kernel_size
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size=({k}, {k}), mask_type={self.mask_type!r}, "
-             f"padding=({k // 2}, {k // 2})")
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size=({k}, {k}), mask_type={self.mask_type!r}"
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
+        s += f", padding={self.padding}"
         if self.data_channels != 1:
             s += f", data_channels={self.data_channels}"
         return s + ("" if self.bias is not None else ", bias=False")

@@ -1,6 +1,6 @@
 """Differentiable PixelCNN masked convolution: `masked_conv2d(x, weight, bias, mask_type, data_channels)`.
 
-    y = conv2d(x, weight * mask, bias, padding=k // 2)        (stride 1, k odd)
+    y = conv2d(x, weight * mask, bias, stride, padding)        (k odd; default stride 1, padding k // 2)
 
 where `mask` = scratchgen.kernels.masked_conv.pixelcnn_mask(C_out, C_in, k, mask_type, data_channels):
 output pixel (i, j) sees the pixels above it and to its left ('A' also hides the centre pixel's own
@@ -43,33 +43,42 @@ def _operands(x, weight, bias):
     return [t if t is None or t.data.dtype == dtype else t.astype(dtype) for t in xs]
 
 
-def masked_conv2d(x, weight, bias=None, mask_type="B", data_channels=1, impl=None):
-    """PixelCNN's masked 2-D convolution, stride 1, 'same' padding (k // 2).
+def masked_conv2d(x, weight, bias=None, mask_type="B", data_channels=1, stride=1, padding=None, impl=None):
+    """PixelCNN's masked 2-D convolution; by default stride 1 and padding k // 2 (output size = input size).
 
     x: (N, C_in, H, W); weight: (C_out, C_in, k, k) with k odd; bias: (C_out,) or None.
     mask_type: 'A' (first layer: a pixel does not see itself) or 'B' (later layers).
     data_channels: colour groups of the channels (3 for RGB; C_in and C_out must be multiples).
-    Returns (N, C_out, H, W).
+    stride: int or (sh, sw); padding: None (k // 2), int, (ph, pw), 'same' (stride 1) or 'valid',
+    placed as in conv2d. Returns (N, C_out, H_out, W_out).
     """
     x, weight, bias = _operands(x, weight, bias)
     if x.ndim != 4:
         raise ValueError(f"masked_conv2d: x must be a batch of images (N, C_in, H, W), got shape {x.shape}"
                          + ("; add the batch axis with x.unsqueeze(0)" if x.ndim == 3 else ""))
-    data = _kernels().masked_conv2d_forward(x.data, weight.data, None if bias is None else bias.data,
-                                            mask_type, data_channels, impl=impl)
+    K = _kernels()
+    try:
+        geo = K.geometry(x.shape[2], x.shape[3], weight.shape[-1], stride, padding)
+    except ValueError as err:
+        raise ValueError(f"masked_conv2d: {err} (x shape {x.shape}, weight shape {weight.shape})") from None
+    stride, padding = (geo.sh, geo.sw), (geo.ph, geo.pw)
+    data = K.masked_conv2d_forward(x.data, weight.data, None if bias is None else bias.data,
+                                   mask_type, data_channels, stride, padding, impl=impl)
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    return record(data, masked_conv2d_vjp, inputs, mask_type=mask_type, data_channels=data_channels, impl=impl)
+    return record(data, masked_conv2d_vjp, inputs, mask_type=mask_type, data_channels=data_channels,
+                  stride=stride, padding=padding, impl=impl)
 
 
-def masked_conv2d_vjp(g, out, x, weight, bias=None, *, mask_type, data_channels, impl):
+def masked_conv2d_vjp(g, out, x, weight, bias=None, *, mask_type, data_channels, stride, padding, impl):
     if _GradMode.enabled:  # create_graph: differentiable composition, same values
-        return _composed_vjp(g, (x, weight) if bias is None else (x, weight, bias), mask_type, data_channels)
+        return _composed_vjp(g, (x, weight) if bias is None else (x, weight, bias), mask_type, data_channels,
+                             stride, padding)
     K = _kernels()
     gd = g.data if g.data.dtype == out.data.dtype else g.data.astype(out.data.dtype)
-    gx = Tensor(K.masked_conv2d_input_grad(gd, weight.data, mask_type, data_channels, impl=impl)) \
-        if x._requires_grad else None
-    gw = Tensor(K.masked_conv2d_weight_grad(x.data, gd, weight.shape[-1], mask_type, data_channels, impl=impl)) \
-        if weight._requires_grad else None
+    gx = Tensor(K.masked_conv2d_input_grad(gd, weight.data, mask_type, data_channels, stride, padding,
+                                           input_size=x.shape[2:], impl=impl)) if x._requires_grad else None
+    gw = Tensor(K.masked_conv2d_weight_grad(x.data, gd, weight.shape[-1], mask_type, data_channels, stride, padding,
+                                            impl=impl)) if weight._requires_grad else None
     if bias is None:
         return gx, gw
     return gx, gw, (Tensor(gd.sum(axis=(0, 2, 3))) if bias._requires_grad else None)
@@ -79,8 +88,8 @@ def _alias_vjp(g, out, t):
     return (g,)
 
 
-def _composed_vjp(g, inputs, mask_type, data_channels):
-    """The vjp of conv2d(x, where(mask, weight, 0), bias, padding=k // 2), taken by the engine with
+def _composed_vjp(g, inputs, mask_type, data_channels, stride, padding):
+    """The vjp of conv2d(x, where(mask, weight, 0), bias, stride, padding), taken by the engine with
     create_graph=True, so the result can be differentiated again."""
     from ..autograd import grad
     from .conv import conv2d
@@ -94,7 +103,8 @@ def _composed_vjp(g, inputs, mask_type, data_channels):
     # own history (weight may have helped make x); their vjp passes second-order gradients on.
     alias = [record(t.data, _alias_vjp, (t,)) for t in inputs]
     # where(), not weight * mask: whatever the masked entries hold (inf, nan) must not matter.
-    y = conv2d(alias[0], where(used, alias[1], 0.0), alias[2] if len(alias) == 3 else None, padding=k // 2)
+    y = conv2d(alias[0], where(used, alias[1], 0.0), alias[2] if len(alias) == 3 else None, stride=stride,
+               padding=padding)
     wanted = [i for i, t in enumerate(inputs) if t._requires_grad]
     grads = grad(y, [alias[i] for i in wanted], grad_outputs=g, create_graph=True, allow_unused=True)
     result = [None] * len(inputs)
