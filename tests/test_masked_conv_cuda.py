@@ -1,7 +1,8 @@
 """GPU implementations of the masked convolution (scratchgen.kernels.masked_conv):
 
 - 'cuda' (Numba CUDA) against the reference under the CUDA simulator, in a subprocess
-  (NUMBA_ENABLE_CUDASIM must be set before numba is imported; the simulator is slow: tiny shapes);
+  (NUMBA_ENABLE_CUDASIM must be set before numba is imported; the simulator is slow: tiny shapes),
+  on fixed cases and on Hypothesis's (kernel sizes, strides, padding, batch and channel counts);
 - the CUDA C sources of the CuPy kernels (this module's and kernels/coupling.py's) compiled with
   `nvcc --ptx`, so syntax and type errors show up without a GPU (skipped without nvcc);
 - 'cupy' and 'cuda' on a real GPU, and the op on CUDA tensors (skipped without one).
@@ -35,21 +36,32 @@ SIM_CASES = [
     (1, "B", 1, 2, 1, 2, 3, 4, "float32", True, (2, 1), (1, 1)),
 ]
 
+SIM_EXAMPLES = 12   # Hypothesis cases in the simulator, besides SIM_CASES
+
 CUDASIM_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     from scratchgen.kernels import masked_conv as K
     import test_masked_conv as T
     K.CUDA_MAX_BLOCKS = 2    # fewer blocks than work items: every kernel grid-strides
-    cases = {cases!r}
-    for seed, (k, mask_type, d, n, c_in, c_out, h, w, dtype, bias, stride, padding) in enumerate(cases):
-        case = T.Case(k, mask_type, d, n, c_in, c_out, h, w, np.dtype(dtype).type, bias, seed, stride, padding)
+    from hypothesis import given, settings
+
+    def check(case):
         ref = T.run_all_ref(case.x, case.w, case.b, case.g, case)
         out = T.run_all(case, "cuda")       # masked weights are NaN: never read
         for a, r, s in zip(out, ref, T.scales(case)):
             assert a.dtype == case.dtype, (case, a.dtype)
             T.assert_close(a, r, s, case.dtype)
         assert (out[2][case.mask == 0] == 0).all(), case
+
+    cases = {cases!r}
+    for seed, (k, mask_type, d, n, c_in, c_out, h, w, dtype, bias, stride, padding) in enumerate(cases):
+        check(T.Case(k, mask_type, d, n, c_in, c_out, h, w, np.dtype(dtype).type, bias, seed, stride, padding))
+
+    # ... and Hypothesis's cases (the CPU tests' strategy, smaller: the simulator runs a Python
+    # thread per CUDA thread), derandomized so that CI sees the same ones every run.
+    settings(max_examples={examples}, deadline=None, derandomize=True, database=None)(
+        given(T.cases(max_n=2, max_groups=1, max_side=3))(check))()
     # an empty batch: no launch, right shapes
     x, w = np.zeros((0, 3, 2, 2), np.float32), np.ones((3, 3, 3, 3), np.float32)
     assert K.masked_conv2d_forward(x, w, impl="cuda").shape == (0, 3, 2, 2)
@@ -61,7 +73,8 @@ CUDASIM_SCRIPT = textwrap.dedent("""
 def test_cuda_simulator_matches_reference():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", CUDASIM_SCRIPT.format(cases=SIM_CASES)], env=env, cwd=HERE,
+    script = CUDASIM_SCRIPT.format(cases=SIM_CASES, examples=SIM_EXAMPLES)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=HERE,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "CUDASIM-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
 
