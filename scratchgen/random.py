@@ -1,4 +1,7 @@
 """Seedable random numbers: a global generator (`manual_seed`) and `Generator` objects."""
+import contextlib
+import random
+
 import numpy as np
 
 
@@ -30,3 +33,17 @@ def manual_seed(seed):
 
 def rng(generator=None):
     return (generator or default_generator).rng
+
+
+@contextlib.contextmanager
+def fork_rng():
+    """Run a block without disturbing the global random streams (scratchgen's, NumPy's and Python's):
+    whatever it draws or seeds, they continue afterwards as if it had not run (torch.random.fork_rng).
+    Evaluation code uses it, so that scoring a model never changes the training run around it."""
+    states = default_generator.get_state(), np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        default_generator.set_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])

@@ -221,6 +221,37 @@ def test_classifier_is_cached_and_reloaded_without_training(tiny_classifier, mon
         metrics.mnist_classifier(cache_dir=cache / "empty", train_if_missing=False, **recipe)
 
 
+def test_loading_or_training_the_classifier_leaves_the_random_streams_alone(tiny_classifier, monkeypatch):
+    """A GAN run that asks for its first FID must draw the same noise afterwards as without it."""
+    import random
+    _, cache, recipe = tiny_classifier
+
+    def draws():
+        return sg.randn(3).numpy().tolist(), np.random.rand(), random.random()
+
+    for reset in ({}, None):          # load from the cache; then train (rebuild) from scratch
+        sg.manual_seed(5), np.random.seed(5), random.seed(5)
+        expected = draws()
+        sg.manual_seed(5), np.random.seed(5), random.seed(5)
+        monkeypatch.setattr(metrics.classifier, "_LOADED", {})
+        metrics.mnist_classifier(cache_dir=cache, rebuild=reset is None, log=lambda *a: None, **recipe)
+        assert draws() == expected
+
+
+def test_fork_rng_restores_every_global_stream():
+    import random
+    from scratchgen.random import fork_rng
+    sg.manual_seed(1), np.random.seed(1), random.seed(1)
+    expected = sg.randn(2).numpy().tolist(), np.random.rand(), random.random()
+    sg.manual_seed(1), np.random.seed(1), random.seed(1)
+    with pytest.raises(RuntimeError):
+        with fork_rng():
+            sg.manual_seed(99), np.random.seed(99), random.seed(99)
+            sg.randn(5), np.random.rand(4), random.random()
+            raise RuntimeError("restored on errors too")
+    assert (sg.randn(2).numpy().tolist(), np.random.rand(), random.random()) == expected
+
+
 def test_mnist_scores_through_the_classifier(tiny_classifier):
     clf = tiny_classifier[0]
     images = sg.data.load_mnist("test")[0]

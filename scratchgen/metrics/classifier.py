@@ -167,8 +167,10 @@ _LOADED = {}
 
 def mnist_classifier(cache_dir=None, rebuild=False, train_if_missing=True, log=print, **recipe_overrides):
     """The cached classifier for the MNIST that load_mnist sees (full or bundled), trained now
-    if it is missing (or if rebuild=True). Kept in memory after the first call."""
+    if it is missing (or if rebuild=True). Kept in memory after the first call. The global random
+    streams are left as they were (fork_rng), so a score never perturbs the run that asks for it."""
     from .. import serialization
+    from ..random import fork_rng
     recipe = {**RECIPE, **recipe_overrides}
     weights, _ = _paths(cache_dir, recipe)
     if not rebuild and str(weights) in _LOADED:
@@ -177,13 +179,17 @@ def mnist_classifier(cache_dir=None, rebuild=False, train_if_missing=True, log=p
         if not train_if_missing and not rebuild:
             raise FileNotFoundError(f"no MNIST classifier at {weights}; build it with "
                                     f"`python -m scratchgen.metrics`")
-        clf = train_classifier(cache_dir, log=log, **recipe_overrides)
-    else:
-        saved = serialization.load(weights)
-        model = _build_model(saved["meta"]["recipe"])
-        model.load_state_dict(saved["model"])
-        clf = MNISTClassifier(model, saved["meta"])
-        _warn_if_weak(clf.meta, log)
+    # Training seeds the global generators and building the model draws its initial weights:
+    # neither may change the random streams of the run that asks for a score.
+    with fork_rng():
+        if rebuild or not weights.exists():
+            clf = train_classifier(cache_dir, log=log, **recipe_overrides)
+        else:
+            saved = serialization.load(weights)
+            model = _build_model(saved["meta"]["recipe"])
+            model.load_state_dict(saved["model"])
+            clf = MNISTClassifier(model, saved["meta"])
+            _warn_if_weak(clf.meta, log)
     _LOADED[str(weights)] = clf
     return clf
 
