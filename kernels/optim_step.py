@@ -1,4 +1,4 @@
-"""Fused in-place optimizer updates over flat 1-D buffers (Adam/AdamW/AMSGrad, SGD, RMSProp).
+"""Fused in-place optimizer updates over flat 1-D buffers (Adam/AdamW/AMSGrad, SGD, RMSProp, Adagrad).
 
 Each rule comes in three forms:
   `_<rule>_ref`            NumPy reference, written with ufuncs only, so CuPy arrays go through it too;
@@ -275,3 +275,49 @@ def rmsprop(p, g, square_avg, grad_avg=None, buf=None, *, lr, alpha=0.99, eps=1e
         _run(_rmsprop_par, _rmsprop_ser, arrays, c, bool(centered))
     else:
         _rmsprop_ref(*arrays, tuple(float(x) for x in c), centered)
+
+
+# ------------------------------------------------------------------------------------------------
+# Adagrad (Duchi et al., 2011), as in PyTorch:
+#   g_t     = grad f(theta_{t-1}) + lambda * theta_{t-1}
+#   s_t     = s_{t-1} + g_t^2
+#   theta_t = theta_{t-1} - gamma_t * g_t / (sqrt(s_t) + eps),   gamma_t = gamma / (1 + (t - 1) * decay)
+# coefs c = (gamma_t, eps, lambda)
+# ------------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _adagrad_elem(p, g, s, c):
+    lr, eps, wd = c
+    if wd != 0:
+        g = g + wd * p
+    s = s + g * g
+    return p - lr * (g / (math.sqrt(s) + eps)), s
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _adagrad_par(p, g, s, c):
+    for i in prange(p.size):
+        p[i], s[i] = _adagrad_elem(p[i], g[i], s[i], c)
+
+
+@njit(cache=True, error_model="numpy")
+def _adagrad_ser(p, g, s, c):
+    for i in range(p.size):
+        p[i], s[i] = _adagrad_elem(p[i], g[i], s[i], c)
+
+
+def _adagrad_ref(p, g, s, c):
+    lr, eps, wd = c
+    if wd != 0:
+        g = g + wd * p
+    s += g * g
+    p -= lr * (g / (np.sqrt(s) + eps))
+
+
+def adagrad(p, g, state_sum, *, lr, lr_decay=0.0, eps=1e-10, weight_decay=0.0, step=1, impl=None):
+    """One Adagrad step in place on p and state_sum (the running sum of squared gradients)."""
+    c = (lr / (1 + (step - 1) * lr_decay), eps, weight_decay)
+    arrays = (p, g, state_sum)
+    if _use_numba(impl, arrays):
+        _run(_adagrad_par, _adagrad_ser, arrays, c)
+    else:
+        _adagrad_ref(*arrays, tuple(float(x) for x in c))

@@ -70,6 +70,16 @@ def rmsprop_equations(lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, 
     return np.array(traj)
 
 
+def adagrad_equations(lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+    x, s, traj = X0.copy(), np.full(4, initial_accumulator_value), []
+    for t in range(1, STEPS + 1):
+        g = quad_grad(x) + weight_decay * x
+        s = s + g ** 2
+        x = x - lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(s) + eps)
+        traj.append(x)
+    return np.array(traj)
+
+
 def adam_equations(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, bias_correction=True,
                    decoupled=False):
     (b1, b2), x, m, v, vmax, traj = betas, X0.copy(), np.zeros(4), np.zeros(4), np.zeros(4), []
@@ -106,6 +116,9 @@ RULES = {
                          lambda: rmsprop_equations(0.01, alpha=0.9, momentum=0.8)),
     "rmsprop_centered_momentum": (lambda p: optim.RMSProp(p, lr=0.01, centered=True, momentum=0.8),
                                   lambda: rmsprop_equations(0.01, centered=True, momentum=0.8)),
+    "adagrad": (lambda p: optim.Adagrad(p, lr=0.5), lambda: adagrad_equations(0.5)),
+    "adagrad_decays": (lambda p: optim.Adagrad(p, lr=0.5, lr_decay=0.3, weight_decay=0.1, initial_accumulator_value=2.0),
+                       lambda: adagrad_equations(0.5, lr_decay=0.3, weight_decay=0.1, initial_accumulator_value=2.0)),
     "adam": (lambda p: optim.Adam(p, lr=0.1), lambda: adam_equations(0.1)),
     "adam_no_bias_correction": (lambda p: optim.Adam(p, lr=0.1, bias_correction=False),
                                 lambda: adam_equations(0.1, bias_correction=False)),
@@ -142,6 +155,7 @@ KERNEL_CASES = [
     ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True, first=True)),
     ("rmsprop", dict(lr=1e-2, weight_decay=0.1)),
     ("rmsprop", dict(lr=1e-2, centered=True, momentum=0.9)),
+    ("adagrad", dict(lr=1e-2, lr_decay=0.1, weight_decay=0.1, step=4)),
 ]
 
 
@@ -152,6 +166,8 @@ def _kernel_arrays(rule, n, dtype, rng):
         return [p, g, r(), r() ** 2, r() ** 2]
     if rule == "sgd":
         return [p, g, r()]
+    if rule == "adagrad":
+        return [p, g, r() ** 2]
     gbar = r()
     return [p, g, gbar ** 2 + r() ** 2, gbar, r()]  # centered needs square_avg >= grad_avg^2
 
@@ -203,6 +219,7 @@ CONVERGE = {
     "sgd_nesterov": (lambda p: optim.SGD(p, lr=1e-3, momentum=0.9, nesterov=True), 2000),
     "rmsprop": (lambda p: optim.RMSProp(p, lr=3e-3), 6000),
     "rmsprop_centered_momentum": (lambda p: optim.RMSProp(p, lr=1e-3, centered=True, momentum=0.9), 2000),
+    "adagrad": (lambda p: optim.Adagrad(p, lr=1.0), 10000),   # the growing sum slows it down
     "adam": (lambda p: optim.Adam(p, lr=0.05), 2000),
     "adam_no_bias_correction": (lambda p: optim.Adam(p, lr=0.05, bias_correction=False), 2000),
     "adam_amsgrad": (lambda p: optim.Adam(p, lr=0.05, amsgrad=True), 2500),
@@ -260,6 +277,7 @@ STATEFUL = [
     lambda ps: optim.AdamW(ps, lr=1e-2, betas=(0.8, 0.95)),
     lambda ps: optim.SGD(ps, lr=1e-2, momentum=0.9, nesterov=True, weight_decay=1e-3),
     lambda ps: optim.RMSProp(ps, lr=1e-3, centered=True, momentum=0.5),
+    lambda ps: optim.Adagrad(ps, lr=1e-2, lr_decay=0.01, initial_accumulator_value=0.1),
 ]
 
 
