@@ -35,8 +35,10 @@ def main():
     p.add_argument("--direct", type=int, default=0, help="direct input-to-output connection")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--optimizer", choices=["adam", "adagrad"], default="adam",
+                   help="adagrad: the original MADE code's optimizer (use a larger --lr, e.g. 0.05)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty in Adam (1e-4 regularises well)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (1e-4 regularises Adam well)")
     p.add_argument("--lr-step", type=int, default=0, help="multiply the lr by 0.1 every N epochs (0: never)")
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--test-masks", type=int, default=None, help="masks in the test-time ensemble")
@@ -51,7 +53,8 @@ def main():
     model = MADE(784, args.hidden, num_masks=args.num_masks, natural_ordering=bool(args.natural_ordering),
                  direct_connection=bool(args.direct), seed=args.seed)
     print(model)
-    optimizer = sg.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    make = sg.optim.Adagrad if args.optimizer == "adagrad" else sg.optim.Adam
+    optimizer = make(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = sg.optim.lr_scheduler.StepLR(optimizer, args.lr_step, gamma=0.1) if args.lr_step else None
     loader = DataLoader((train,), batch_size=args.batch_size, shuffle=True, seed=args.seed)
     steps = [0]
