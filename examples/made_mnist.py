@@ -33,6 +33,8 @@ def main():
     p.add_argument("--resample-every", type=int, default=1, help="training steps between mask changes")
     p.add_argument("--natural-ordering", type=int, default=1)
     p.add_argument("--direct", type=int, default=0, help="direct input-to-output connection")
+    p.add_argument("--init", choices=["default", "orthogonal"], default="default",
+                   help="orthogonal: orthogonal weights and zero biases, as the original MADE code")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--optimizer", choices=["adam", "adagrad"], default="adam",
@@ -52,6 +54,10 @@ def main():
     print(f"data: binarized MNIST from {sg.data.data_root()} ({len(train)}/{len(valid)}/{len(test)})")
     model = MADE(784, args.hidden, num_masks=args.num_masks, natural_ordering=bool(args.natural_ordering),
                  direct_connection=bool(args.direct), seed=args.seed)
+    if args.init == "orthogonal":
+        for layer in model.layers:
+            sg.nn.init.orthogonal_(layer.weight)
+            sg.nn.init.zeros_(layer.bias)
     print(model)
     make = sg.optim.Adagrad if args.optimizer == "adagrad" else sg.optim.Adam
     optimizer = make(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)

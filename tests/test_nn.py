@@ -428,6 +428,27 @@ def test_init_statistics_and_in_place():
                           init.normal_(np.empty(4), generator=sg.Generator(3)))
 
 
+@pytest.mark.parametrize("shape", [(30, 20), (20, 30), (8, 3, 5, 5), (1, 1)])
+def test_orthogonal_init(shape):
+    t = nn.Parameter(np.empty(shape, dtype=np.float64))
+    assert init.orthogonal_(t, gain=2.0, generator=sg.Generator(1)) is t
+    m = t.data.reshape(shape[0], -1)
+    small = min(m.shape)
+    gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m     # orthonormal rows, or columns
+    np.testing.assert_allclose(gram, 4.0 * np.eye(small), atol=1e-10)
+    again = init.orthogonal_(np.empty(shape), gain=2.0, generator=sg.Generator(1))
+    np.testing.assert_array_equal(again, t.data)
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        init.orthogonal_(np.empty(3))
+
+
+def test_orthogonal_init_is_not_biased_to_positive_diagonals():
+    """Without the sign correction QR returns R with a positive diagonal, and Q's distribution is skewed."""
+    g = sg.Generator(2)
+    diag = np.array([np.diag(init.orthogonal_(np.empty((3, 3)), generator=g)) for _ in range(2000)])
+    assert np.abs(diag.mean(0)).max() < 0.05
+
+
 def test_gain_and_fans():
     assert init.calculate_gain("relu") == pytest.approx(math.sqrt(2))
     assert init.calculate_gain("tanh") == pytest.approx(5 / 3)

@@ -101,6 +101,22 @@ def kaiming_normal_(t, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=
     return normal_(t, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(t, mode)), generator)
 
 
+def orthogonal_(t, gain=1.0, generator=None):
+    """A (semi-)orthogonal matrix (Saxe et al., 2014), as torch.nn.init.orthogonal_: t viewed as
+    (shape[0], rest) gets orthonormal rows (or columns, if it has more rows than columns), times gain.
+    The QR factor of a Gaussian matrix, with R's diagonal signs folded in so the draw is uniform
+    (Haar) over orthogonal matrices."""
+    if len(t.shape) < 2:
+        raise ValueError(f"orthogonal_ needs a tensor with at least 2 dims, got shape {tuple(t.shape)}")
+    rows, cols = t.shape[0], math.prod(t.shape[1:])
+    if rows * cols == 0:
+        return t
+    a = rng(generator).normal(0.0, 1.0, (rows, cols))
+    q, r = np.linalg.qr(a.T if rows < cols else a)
+    q = q * np.sign(np.diag(r))
+    return _fill(t, gain * (q.T if rows < cols else q).reshape(t.shape))
+
+
 def default_(weight, bias=None, generator=None):
     """PyTorch's default for Linear and convolutions: weight ~ kaiming_uniform(a=sqrt(5)), i.e.
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias from the same interval."""
