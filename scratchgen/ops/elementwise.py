@@ -20,10 +20,12 @@ def operands(x, y):
     if not isinstance(y, Tensor):
         y = as_tensor(y, like=x)
     kx, ky = x.data.dtype.kind, y.data.dtype.kind
+    # Integers take the float's dtype (NumPy would promote float32 * int64 to float64). Booleans
+    # need no copy: float * bool keeps the float dtype (relu's vjp multiplies by a mask).
     if kx != ky:
-        if kx == "f" and ky in "biu":
+        if kx == "f" and ky in "iu":
             y = Tensor(y.data.astype(x.data.dtype))
-        elif ky == "f" and kx in "biu":
+        elif ky == "f" and kx in "iu":
             x = Tensor(x.data.astype(y.data.dtype))
     return x, y
 
