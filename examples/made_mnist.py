@@ -37,8 +37,9 @@ def main():
                    help="orthogonal: orthogonal weights and zero biases, as the original MADE code")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--optimizer", choices=["adam", "adagrad"], default="adam",
-                   help="adagrad: the original MADE code's optimizer (use a larger --lr, e.g. 0.05)")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "adagrad"], default="adam",
+                   help="adamw: decoupled weight decay; adagrad: the original MADE code's optimizer "
+                        "(use a larger --lr, e.g. 0.01)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (1e-4 regularises Adam well)")
     p.add_argument("--lr-step", type=int, default=0, help="multiply the lr by 0.1 every N epochs (0: never)")
@@ -59,7 +60,7 @@ def main():
             sg.nn.init.orthogonal_(layer.weight)
             sg.nn.init.zeros_(layer.bias)
     print(model)
-    make = sg.optim.Adagrad if args.optimizer == "adagrad" else sg.optim.Adam
+    make = {"adam": sg.optim.Adam, "adamw": sg.optim.AdamW, "adagrad": sg.optim.Adagrad}[args.optimizer]
     optimizer = make(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = sg.optim.lr_scheduler.StepLR(optimizer, args.lr_step, gamma=0.1) if args.lr_step else None
     loader = DataLoader((train,), batch_size=args.batch_size, shuffle=True, seed=args.seed)
