@@ -23,6 +23,7 @@ The same model trains through the command line: `scratchgen train gan`.
 Data: $SCRATCHGEN_DATA if it holds MNIST, otherwise the subset bundled with scratchgen.
 """
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -57,6 +58,8 @@ def parser(description):
     p.add_argument("--parzen-samples", type=int, default=10000, help="samples for the Parzen window (0: skip)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation FID (0: run every epoch)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="evaluate G with an exponential moving average of its weights, this decay (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/gan_mnist")
     return p
@@ -101,6 +104,8 @@ def run(args, conditional=False, extra_eval=None):
     opt = AdversarialOptimizer(optim.Adam(G.parameters(), lr=args.lr, betas=betas),
                                optim.Adam(D.parameters(), lr=args.lr, betas=betas))
     print(model)
+    ema = optim.EMA(G.parameters(), decay=args.ema) if args.ema else None
+    averaged = ema.average_parameters if ema else contextlib.nullcontext   # G's weights for evaluation
     loader = DataLoader((train_x, train_y), batch_size=args.batch_size, shuffle=True, seed=args.seed)
     fixed_z = model.noise(100)                     # the same noise for every epoch's picture
     fixed_y = np.repeat(np.arange(10), 10) if k else None
@@ -115,6 +120,8 @@ def run(args, conditional=False, extra_eval=None):
         t0, sums, steps = time.perf_counter(), {}, 0
         for xb, yb in loader:
             stats = train_step(model, opt, xb, yb if k else None)
+            if ema:
+                ema.update()
             for key, v in stats.items():
                 sums[key] = sums.get(key, 0.0) + v
             steps += 1
@@ -124,28 +131,30 @@ def run(args, conditional=False, extra_eval=None):
                   **{f"train_{key}": v / steps for key, v in sums.items()}}
         scores = discriminator_scores(model, valid_x[:1000], valid_y[:1000])
         record.update({f"valid_{key}": v for key, v in scores.items()})
-        if clf is not None:
-            record["valid_fid"] = metrics.mnist_fid(draw(model, args.eval_samples), to_unit(valid_x), clf)
+        with averaged(), sg.no_grad():
+            if clf is not None:
+                record["valid_fid"] = metrics.mnist_fid(draw(model, args.eval_samples), to_unit(valid_x), clf)
+            grid = to_unit(model(fixed_z, fixed_y).numpy())
+            if clf is not None and record["valid_fid"] < best["fid"]:
+                best = {"fid": record["valid_fid"], "epoch": epoch,
+                        "state": {key: v.copy() for key, v in model.state_dict().items()}}
         record["time_s"] = round(time.perf_counter() - t0, 2)
         append_jsonl(log, record)
-        with sg.no_grad():
-            grid = to_unit(model(fixed_z, fixed_y).numpy())
         plots.image_grid(grid.reshape(-1, 28, 28), os.path.join(args.out, f"samples_epoch{epoch:03d}.png"), nrow=10)
         print(" ".join(f"{key} {v:.4f}" if isinstance(v, float) else f"{key} {v}" for key, v in record.items()),
               flush=True)
-        if clf is not None and record["valid_fid"] < best["fid"]:
-            best = {"fid": record["valid_fid"], "epoch": epoch,
-                    "state": {key: v.copy() for key, v in model.state_dict().items()}}
         if args.patience and epoch - best["epoch"] >= args.patience:
             break
     last_epoch = epoch
 
-    sg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": last_epoch},
-            os.path.join(args.out, "checkpoint.npz"))
-    if best["state"] is not None:  # model selection: the epoch with the best validation FID
+    sg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": last_epoch,
+             **({"ema": ema.state_dict()} if ema else {})}, os.path.join(args.out, "checkpoint.npz"))
+    if best["state"] is not None:  # model selection: the epoch with the best validation FID (its G averaged with --ema)
         model.load_state_dict(best["state"])
+    elif ema:
+        ema.copy_to()
     results = {"epochs": last_epoch, "best_epoch": best["epoch"], "best_valid_fid": best["fid"],
-               "data": describe_mnist_source()}
+               "ema_decay": args.ema, "data": describe_mnist_source()}
     if clf is not None:
         samples = draw(model, args.eval_samples)
         results["test_fid"] = metrics.mnist_fid(samples, to_unit(test_x), clf)

@@ -46,6 +46,7 @@ def main():
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--test-masks", type=int, default=None, help="masks in the test-time ensemble")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (CuPy)")
     p.add_argument("--out", default="runs/made")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -59,6 +60,7 @@ def main():
         for layer in model.layers:
             sg.nn.init.orthogonal_(layer.weight)
             sg.nn.init.zeros_(layer.bias)
+    model.to(args.device)
     print(model)
     make = {"adam": sg.optim.Adam, "adamw": sg.optim.AdamW, "adagrad": sg.optim.Adagrad}[args.optimizer]
     optimizer = make(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -79,7 +81,7 @@ def main():
                  valid_fn=lambda m: {"valid_nll": nll(m, valid, num_masks=1)},
                  metrics_path=os.path.join(args.out, "metrics.jsonl"),
                  early_stopping=EarlyStopping("valid_nll", "min", patience=args.patience),
-                 checkpoint_dir=args.out, scheduler=scheduler)
+                 checkpoint_dir=args.out, scheduler=scheduler, device=args.device)
     train_time = time.time() - start
 
     test_masks = args.test_masks or args.num_masks

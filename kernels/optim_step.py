@@ -6,6 +6,9 @@ Each rule comes in three forms:
                            functions (not one function compiled twice) so that `cache=True` files never
                            collide; buffers smaller than PARALLEL_MIN skip the thread-pool launch;
   `<rule>(...)`            dispatch: Numba for NumPy float32/float64 contiguous 1-D buffers, else the reference.
+Adam, the optimizer every model here trains with, also has a CuPy ElementwiseKernel (`_ADAM_CUDA`):
+on a GPU the reference's ten array operations are ten kernel launches, and at these sizes the
+launches, not the arithmetic, are the cost.
 
 Kernels use error_model="numpy" (x/0 gives inf/nan as in NumPy): Python's error model puts a
 zero-division check in every division, which made the Adam loop ~7x slower. fastmath stays off, so
@@ -23,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 PARALLEL_MIN = 1 << 15  # elements; below this a parallel launch costs more than it saves
-FORCE_IMPL = None       # "numpy" or "numba": override the dispatch everywhere (tests, benchmarks)
+FORCE_IMPL = None       # "numpy", "numba" or "cupy": override the dispatch everywhere (tests, benchmarks)
 
 
 def _use_numba(impl, arrays):
@@ -111,6 +114,38 @@ def _adam_ref(p, g, m, v, vmax, c, decoupled, amsgrad):
     p -= step_size * (m / (np.sqrt(vh) / bc2_sqrt + eps))
 
 
+# The same update as _adam_elem, in CUDA C, one thread per element, coefficients in the array dtype.
+_ADAM_CUDA = """
+    T gr = g;
+    if (wd != 0) { if (decoupled) p = p * decay; else gr = gr + wd * p; }
+    m = b1 * m + omb1 * gr;
+    v = b2 * v + omb2 * gr * gr;
+    %s
+    p = p - step_size * (m / (sqrt(vh) / bc2_sqrt + eps));
+"""
+_cupy_kernels = {}
+
+
+def _adam_cupy(p, g, m, v, vmax, c, decoupled, amsgrad):
+    import cupy
+    key = ("adam", amsgrad)
+    if key not in _cupy_kernels:
+        params = "T g, T wd, T decay, T b1, T omb1, T b2, T omb2, T step_size, T bc2_sqrt, T eps, bool decoupled"
+        _cupy_kernels[key] = cupy.ElementwiseKernel(
+            params, "T p, T m, T v" + (", T vmax" if amsgrad else ""),
+            _ADAM_CUDA % ("vmax = max(vmax, v); T vh = vmax;" if amsgrad else "T vh = v;"),
+            "scratchgen_amsgrad" if amsgrad else "scratchgen_adam")
+    dt = p.dtype.type
+    _cupy_kernels[key](g, *(dt(x) for x in c), decoupled, p, m, v, *((vmax,) if amsgrad else ()))
+
+
+def _use_cupy(impl, arrays):
+    impl = FORCE_IMPL or impl or "auto"
+    return impl in ("auto", "cupy") and not isinstance(arrays[0], np.ndarray) and all(
+        a.dtype == arrays[0].dtype and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+        for a in arrays)
+
+
 def adam(p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, step=1,
          amsgrad=False, decoupled=False, bias_correction=True, impl=None):
     """One Adam/AdamW step, in place on p, m, v (and vmax with amsgrad). `step` is t (1-based)."""
@@ -122,6 +157,8 @@ def adam(p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_
     arrays = (p, g, m, v, vmax if amsgrad else p[:0])
     if _use_numba(impl, arrays):
         _run(_adam_par, _adam_ser, arrays, c, bool(decoupled), bool(amsgrad))
+    elif _use_cupy(impl, arrays):
+        _adam_cupy(*arrays, c, bool(decoupled), bool(amsgrad))
     else:
         _adam_ref(*arrays, tuple(float(x) for x in c), decoupled, amsgrad)
 

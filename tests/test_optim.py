@@ -531,3 +531,43 @@ def test_large_params_read_grads_in_place_any_layout():
     np.testing.assert_allclose(big.data, 1 - 0.5 - 0.5 * 1.5)
     np.testing.assert_allclose(small.data, 1 - 0.5 - 0.5 * 1.5)
     assert opt.state_dict()["state"]["0"]["momentum_buffer"].shape == (2, DIRECT_MIN)
+
+
+# -- EMA of parameters ---------------------------------------------------------------------------
+def test_ema_follows_its_recursion_and_swaps_weights_in_and_out():
+    w = sg.nn.Parameter(np.array([1.0, 2.0]))
+    opt = sg.optim.SGD([w], lr=0.5)
+    ema = sg.optim.EMA([w], decay=0.9)
+    expected = np.array([1.0, 2.0])
+    for step in range(3):
+        opt.zero_grad()
+        (w * w).sum().backward()          # grad 2w: w <- w - 0.5 * 2w = 0
+        opt.step()
+        ema.update()
+        expected = 0.9 * expected + 0.1 * w.data
+    np.testing.assert_allclose(ema.shadow[0], expected)
+    live = w.data.copy()
+    view = w.data
+    with ema.average_parameters():
+        np.testing.assert_allclose(w.data, expected)
+        assert w.data is view             # written in place: the optimizer's flat-buffer view survives
+    np.testing.assert_array_equal(w.data, live)
+    assert ema.num_updates == 3
+
+
+def test_ema_state_dict_round_trip_and_errors():
+    a, b = sg.nn.Parameter(np.ones((2, 3), np.float32)), sg.nn.Parameter(np.zeros(3, np.float32))
+    ema = sg.optim.EMA([a, b], decay=0.5)
+    a.data[...] = 3.0
+    ema.update()
+    other = sg.optim.EMA([a, b], decay=0.1)
+    other.load_state_dict(ema.state_dict())
+    assert other.decay == 0.5 and other.num_updates == 1
+    np.testing.assert_array_equal(other.shadow[0], np.full((2, 3), 2.0, np.float32))
+    assert other.shadow[0].dtype == np.float32
+    with pytest.raises(ValueError, match="decay must be in"):
+        sg.optim.EMA([a], decay=1.0)
+    with pytest.raises(ValueError, match="2 averages for 1 parameters"):
+        sg.optim.EMA([a]).load_state_dict(ema.state_dict())
+    with pytest.raises(ValueError, match=r"average 0 has shape \(2, 3\)"):
+        sg.optim.EMA([b, a]).load_state_dict(ema.state_dict())

@@ -151,8 +151,9 @@ class GatedPixelCNN(nn.Module):
     def sample(self, n, shape=(28, 28), seed=None, labels=None):
         if self.num_classes:
             labels = np.arange(n) % self.num_classes if labels is None else np.asarray(labels)
+            first = next(self.parameters())
             return autoregressive_sample(lambda x: self(x, labels), n, (1, *shape), seed,
-                                         dtype=next(self.parameters()).dtype)
+                                         dtype=first.dtype, device=first.device)
         return autoregressive_sample(self, n, (1, *shape), seed)
 
 

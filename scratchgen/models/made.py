@@ -85,7 +85,8 @@ class MADE(nn.Module):
     def log_prob(self, x, num_masks=None):
         """Exact log-likelihood in nats per example. With several masks (the default is all
         of them), average the ensemble in probability space with a log-mean-exp."""
-        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=self.layers[0].weight.dtype))
+        w = self.layers[0].weight
+        x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=w.dtype)).to(w.device)
         K = num_masks or self.num_masks
         if K == 1:
             return self.log_prob_one_mask(x)
@@ -99,15 +100,16 @@ class MADE(nn.Module):
 
     @no_grad()
     def sample(self, n, generator=None):
-        """Ancestral sampling, one dimension per pass (D passes), batched over n samples."""
+        """Ancestral sampling, one dimension per pass (D passes), batched over n samples, on the
+        model's device (the uniforms come from the host generator, so a seed gives the same samples)."""
         from ..random import rng
         draw = rng(generator)
-        dtype = self.layers[0].weight.dtype
-        x = np.zeros((n, self.input_dim), dtype=dtype)
+        weight = self.layers[0].weight
+        x = np.zeros((n, self.input_dim), dtype=weight.dtype)
         for d in self.ordering:
-            p = self(Tensor(x)).sigmoid().data[:, d]
+            p = self(Tensor(x).to(weight.device)).sigmoid().numpy()[:, d]
             x[:, d] = draw.random(n) < p
-        return Tensor(x)
+        return Tensor(x).to(weight.device)
 
 
 @register("made")

@@ -134,7 +134,7 @@ class NICE(nn.Module):
             h = np.log(u) - np.log1p(-u)
         else:
             h = draw.standard_normal((n, self.dim))
-        return self.inverse(Tensor(h.astype(dtype)))
+        return self.inverse(Tensor(h.astype(dtype)).to(self.log_scale.device))
 
 
 def bits_per_dim(log_likelihood_nats, dim=784, levels=256):

@@ -109,20 +109,22 @@ def _as_images(x, model):
 
 
 @no_grad()
-def autoregressive_sample(model, n, shape, seed=None, dtype=None):
+def autoregressive_sample(model, n, shape, seed=None, dtype=None, device=None):
     """x_i ~ p(x_i | x_<i) in raster and channel order: one forward pass per (row, column, channel).
-    `model` maps (n, C, H, W) images to logits of the same shape."""
+    `model` maps (n, C, H, W) images to logits of the same shape; it runs on `device` (by default
+    its parameters' device), the uniforms come from the host generator."""
     rng = np.random.default_rng(seed)
     c, h, w = shape
     dtype = dtype or next(model.parameters()).dtype
+    device = device or next(model.parameters()).device
     x = np.zeros((n, c, h, w), dtype=dtype)
     for i in range(h):
         for j in range(w):
             for k in range(c):
-                logits = model(Tensor(x)).data[:, k, i, j]
+                logits = model(Tensor(x).to(device)).numpy()[:, k, i, j]
                 p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
                 x[:, k, i, j] = rng.random(n) < p
-    return Tensor(x)
+    return Tensor(x).to(device)
 
 
 # -- the registered models --------------------------------------------------------------------------
