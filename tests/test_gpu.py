@@ -220,3 +220,23 @@ def test_adam_cupy_kernel_matches_the_reference(cp, dtype, amsgrad, decoupled, w
     for name, c, a in zip(("p", "m", "v", "vmax"), cpu, gpu):
         assert a.dtype == dtype
         np.testing.assert_allclose(cp.asnumpy(a), c, rtol=tol, atol=tol, err_msg=name)
+
+
+def test_ema_on_gpu_parameters(cp):
+    model = nn.Linear(3, 2).double().to("cuda")
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    ema = optim.EMA(model.parameters(), decay=0.5)
+    start = [p.detach().numpy() for p in model.parameters()]
+    opt.zero_grad()
+    model(sg.tensor(RNG.standard_normal((4, 3)), device="cuda")).sum().backward()
+    opt.step()
+    ema.update()
+    live = [p.detach().numpy() for p in model.parameters()]
+    with ema.average_parameters():
+        for p, a, b in zip(model.parameters(), start, live):
+            assert p.device == "cuda"
+            np.testing.assert_allclose(p.detach().numpy(), 0.5 * a + 0.5 * b)
+    for p, b in zip(model.parameters(), live):
+        np.testing.assert_array_equal(p.detach().numpy(), b)
+    state = ema.state_dict()
+    assert all(isinstance(s, np.ndarray) for s in state["shadow"])
