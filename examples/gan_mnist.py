@@ -58,6 +58,7 @@ def parser(description):
     p.add_argument("--parzen-samples", type=int, default=10000, help="samples for the Parzen window (0: skip)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation FID (0: run every epoch)")
+    p.add_argument("--d-dropout", type=float, default=0.0, help="dropout after D's hidden layers (0: none)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="evaluate G with an exponential moving average of its weights, this decay (0: off)")
     p.add_argument("--seed", type=int, default=0)
@@ -81,10 +82,14 @@ def draw(model, n, batch=1000):
 
 @sg.no_grad()
 def discriminator_scores(model, x, y):
-    """Mean D(x) on real digits and D(G(z)) on as many samples."""
+    """Mean D(x) on real digits and D(G(z)) on as many samples (D in eval mode: no dropout)."""
     y = y if model.num_classes else None
     fake = model(model.noise(len(x)), y)
-    return model.readouts(model.critic(sg.tensor(x), y), model.critic(fake, y))
+    model.discriminator.eval()
+    try:
+        return model.readouts(model.critic(sg.tensor(x), y), model.critic(fake, y))
+    finally:
+        model.discriminator.train()
 
 
 def run(args, conditional=False, extra_eval=None):
@@ -97,7 +102,7 @@ def run(args, conditional=False, extra_eval=None):
     k = 10 if conditional else 0
 
     G = Generator(args.latent_dim, (256, 256), 784, num_classes=k, activation="relu", output="tanh")
-    D = Discriminator(784, (256, 256), num_classes=k, activation="leaky_relu")
+    D = Discriminator(784, (256, 256), num_classes=k, activation="leaky_relu", dropout=args.d_dropout)
     model = GAN(G, D, args.latent_dim, num_classes=k, label_smoothing=args.label_smoothing,
                 generator_loss="saturating" if args.saturating else "non_saturating")
     betas = (args.beta1, 0.999)

@@ -335,3 +335,19 @@ def test_cli_trains_cgan_on_mnist(tmp_path, monkeypatch):
     assert records[0]["epoch"] == 1 and {"train_d_real", "train_d_fake", "valid_d_fake"} <= set(records[0])
     for name in ("samples.png", "nearest_neighbours.png", "adversarial_curves.png", "curves.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_discriminator_dropout_is_active_in_training_only():
+    from scratchgen.models.gan import Discriminator
+    sg.manual_seed(0)
+    plain = Discriminator(6, (8, 8))
+    dropped = Discriminator(6, (8, 8), dropout=0.5)
+    for p, q in zip(dropped.parameters(), plain.parameters()):   # the same weights (Dropout has none)
+        p.data[...] = q.data
+    x = sg.tensor(np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32))
+    assert sum(isinstance(m, sg.nn.Dropout) for m in dropped.modules()) == 2
+    with sg.no_grad():
+        a, b = dropped(x).numpy(), dropped(x).numpy()
+        assert not np.allclose(a, b)                      # a fresh mask per call
+        dropped.eval()
+        np.testing.assert_allclose(dropped(x).numpy(), plain(x).numpy(), rtol=1e-6)

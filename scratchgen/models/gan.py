@@ -52,14 +52,16 @@ ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh":
                "elu": nn.ELU, "softplus": nn.Softplus}
 
 
-def mlp(sizes, activation="relu", output=None):
-    """Linear layers between consecutive `sizes`, `activation` after every hidden one and
-    `output` ('tanh', 'sigmoid' or None) after the last."""
+def mlp(sizes, activation="relu", output=None, dropout=0.0):
+    """Linear layers between consecutive `sizes`, `activation` (then dropout, if any) after every
+    hidden one and `output` ('tanh', 'sigmoid' or None) after the last."""
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
     if output == "tanh":
         layers.append(nn.Tanh())
     elif output == "sigmoid":
@@ -94,12 +96,14 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """D(x) or D(x | y) = net([x, onehot(y)]): an MLP from data to one real number per example
-    (a logit for the GAN, the critic's value for WGAN). Returns shape (N,)."""
+    (a logit for the GAN, the critic's value for WGAN). Returns shape (N,). `dropout` after each
+    hidden layer, as in Goodfellow et al.'s and Mirza & Osindero's discriminators (GAN only: it
+    would make a WGAN-GP critic's gradient penalty random)."""
 
-    def __init__(self, in_dim=784, hidden=(256, 256), num_classes=0, activation="leaky_relu"):
+    def __init__(self, in_dim=784, hidden=(256, 256), num_classes=0, activation="leaky_relu", dropout=0.0):
         super().__init__()
         self.in_dim, self.num_classes = in_dim, num_classes
-        self.net = mlp([in_dim + num_classes, *hidden, 1], activation)
+        self.net = mlp([in_dim + num_classes, *hidden, 1], activation, dropout=dropout)
 
     def forward(self, x, y=None):
         out = self.net(_condition(x, y, self.num_classes))
