@@ -351,3 +351,10 @@ def test_discriminator_dropout_is_active_in_training_only():
         assert not np.allclose(a, b)                      # a fresh mask per call
         dropped.eval()
         np.testing.assert_allclose(dropped(x).numpy(), plain(x).numpy(), rtol=1e-6)
+
+
+def test_wgan_gp_refuses_a_critic_with_dropout():
+    from scratchgen.models.wgan import make_objective
+    with pytest.raises(ValueError, match="deterministic"):
+        make_objective("wgan_gp", Generator(4, (8,), 6), Discriminator(6, (8,), dropout=0.3), 4)
+    make_objective("gan", Generator(4, (8,), 6), Discriminator(6, (8,), dropout=0.3), 4)

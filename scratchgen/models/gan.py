@@ -339,7 +339,7 @@ class MNISTAdversarialSpec(AdversarialSpec):
         c = self.config
         k = 10 if self.conditional else 0
         G = Generator(c["latent_dim"], c["g_hidden"], 784, num_classes=k, activation="relu", output="tanh")
-        D = Discriminator(784, c["d_hidden"], num_classes=k, activation="leaky_relu")
+        D = Discriminator(784, c["d_hidden"], num_classes=k, activation="leaky_relu", dropout=c.get("d_dropout", 0.0))
         return self.objective(G, D, k)
 
     def objective(self, G, D, num_classes):
@@ -454,7 +454,7 @@ def adversarial_curves(metrics, path, title=None):
 
 
 MNIST_DEFAULTS = dict(epochs=100, batch_size=64, lr=2e-4, betas=[0.5, 0.999], latent_dim=64,
-                      g_hidden=[256, 256], d_hidden=[256, 256], generator_loss="non_saturating",
+                      g_hidden=[256, 256], d_hidden=[256, 256], d_dropout=0.0, generator_loss="non_saturating",
                       label_smoothing=0.0, n_critic=1, metric="fid", eval_samples=5000, parzen_samples=10000,
                       limit_train=None, limit_eval=None)
 

@@ -34,6 +34,7 @@ here, `--set gp_weight=0.1` gives theirs).
 """
 import numpy as np
 
+from .. import nn
 from ..autograd import grad
 from ..creation import rand
 from ..grad_mode import no_grad
@@ -128,6 +129,9 @@ def make_objective(kind, generator, critic, latent_dim, num_classes=0, n_critic=
     if kind == "wgan":
         return WGAN(generator, critic, latent_dim, num_classes, clip_value, n_critic or 5)
     if kind == "wgan_gp":
+        if any(isinstance(m, nn.Dropout) and m.p > 0 for m in critic.modules()):
+            raise ValueError("WGAN-GP's critic must be deterministic (its gradient penalty would see a random "
+                             "function): build it without dropout (d_dropout=0)")
         return WGANGP(generator, critic, latent_dim, num_classes, gp_weight, n_critic or 5)
     raise ValueError(f"unknown objective {kind!r}; expected 'gan', 'wgan' or 'wgan_gp'")
 
