@@ -34,6 +34,7 @@ Inception Score, from scratchgen's MNIST classifier), so both frameworks are sco
 on the same number of samples. torch is a bench-only dependency; scratchgen never imports it.
 """
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -54,12 +55,14 @@ RECIPES = {"gan": dict(lr=2e-4, betas=(0.5, 0.999), batch_size=64, n_critic=1),
            "wgan_gp": dict(lr=1e-4, betas=(0.5, 0.9), batch_size=5 * 64, n_critic=5, gp_weight=10.0)}
 
 
-def mlp(sizes, hidden_act, output=None):
+def mlp(sizes, hidden_act, output=None, dropout=0.0):
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(tnn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(hidden_act())
+            if dropout:
+                layers.append(tnn.Dropout(dropout))
     if output is not None:
         layers.append(output())
     return tnn.Sequential(*layers)
@@ -75,9 +78,9 @@ class TorchGenerator(tnn.Module):
 
 
 class TorchDiscriminator(tnn.Module):
-    def __init__(self, in_dim=784, hidden=(256, 256)):
+    def __init__(self, in_dim=784, hidden=(256, 256), dropout=0.0):
         super().__init__()
-        self.net = mlp([in_dim, *hidden, 1], lambda: tnn.LeakyReLU(0.2))
+        self.net = mlp([in_dim, *hidden, 1], lambda: tnn.LeakyReLU(0.2), dropout=dropout)
 
     def forward(self, x):
         return self.net(x).reshape(-1)
@@ -93,12 +96,13 @@ def gradient_penalty(critic, real, fake, eps):
 class TorchGAN(tnn.Module):
     """The two players and the objective ('gan' or 'wgan_gp'), as scratchgen's GAN / WGANGP."""
 
-    def __init__(self, objective="gan", latent_dim=64, gp_weight=10.0, n_critic=None, label_smoothing=0.0):
+    def __init__(self, objective="gan", latent_dim=64, gp_weight=10.0, n_critic=None, label_smoothing=0.0,
+                 d_dropout=0.0):
         super().__init__()
         self.objective, self.latent_dim, self.gp_weight = objective, latent_dim, gp_weight
         self.label_smoothing = label_smoothing   # GAN only: one-sided, real targets 1 - s
         self.n_critic = n_critic or RECIPES[objective]["n_critic"]
-        self.generator, self.discriminator = TorchGenerator(latent_dim), TorchDiscriminator()
+        self.generator, self.discriminator = TorchGenerator(latent_dim), TorchDiscriminator(dropout=d_dropout)
 
     def discriminator_loss(self, real, fake, eps=None):
         """(loss, stats): stats are floats, mean D(x) / D(G(z)) (probabilities for the GAN, critic
@@ -123,14 +127,41 @@ class TorchGAN(tnn.Module):
         return TF.softplus(-a).mean() if self.objective == "gan" else -a.mean()
 
 
-def gan_pair(objective="gan", latent_dim=64):
+def gan_pair(objective="gan", latent_dim=64, d_dropout=0.0):
     """(scratchgen GAN or WGANGP, identical TorchGAN), the scratchgen one built from the global generator."""
     from scratchgen.models.gan import Discriminator, Generator
     from scratchgen.models.wgan import make_objective
     G = Generator(latent_dim, (256, 256), 784, activation="relu", output="tanh")
-    D = Discriminator(784, (256, 256), activation="leaky_relu")
+    D = Discriminator(784, (256, 256), activation="leaky_relu", dropout=d_dropout)
     sgm = make_objective(objective, G, D, latent_dim)
-    return sgm, from_scratchgen(TorchGAN(objective, latent_dim, n_critic=sgm.n_critic), sgm)
+    return sgm, from_scratchgen(TorchGAN(objective, latent_dim, n_critic=sgm.n_critic, d_dropout=d_dropout), sgm)
+
+
+class TorchEMA:
+    """scratchgen.optim.EMA's recursion on torch parameters: the average starts at the initial
+    weights, shadow <- decay * shadow + (1 - decay) * param after every step."""
+
+    def __init__(self, params, decay):
+        self.params, self.decay = list(params), decay
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self):
+        for s, p in zip(self.shadow, self.params):
+            s.mul_(self.decay).add_(p, alpha=1 - self.decay)
+
+    @contextlib.contextmanager
+    def average_parameters(self):
+        live = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for s, p in zip(self.shadow, self.params):
+                p.copy_(s)
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                for a, p in zip(live, self.params):
+                    p.copy_(a)
 
 
 def make_optimizers(model, fused=None):
@@ -301,6 +332,7 @@ def draw(model, n, rng, batch=1000):
 def discriminator_scores(model, x, rng):
     """Mean D(x) on real digits and on as many samples (noise drawn first, as scratchgen does);
     probabilities for the GAN, critic values for WGAN-GP."""
+    model.eval()   # no dropout in D's diagnostics (as the example)
     fake = model.generator(normal(rng, len(x), model.latent_dim))
     read = torch.sigmoid if model.objective == "gan" else torch.clone
     return {"d_real": read(model.discriminator(torch.from_numpy(x))).mean().item(),
@@ -323,12 +355,14 @@ def train(args, log=print):
     train_x, _ = mnist("train", args.limit_train)
     valid_x, _ = mnist("valid")
     test_x, _ = mnist("test")
-    _, model = gan_pair(objective)            # scratchgen's initial weights under this seed
+    _, model = gan_pair(objective, d_dropout=args.d_dropout)   # scratchgen's initial weights under this seed
     model.label_smoothing = args.label_smoothing
     rng = sg.random.rng()                     # ... and its global stream from here on
     if objective == "gan":
         rng.standard_normal((100, model.latent_dim), dtype=np.float32)   # the example's fixed_z for its pictures
     g_opt, d_opt = make_optimizers(model)
+    ema = TorchEMA(model.generator.parameters(), args.ema) if args.ema else None
+    averaged = ema.average_parameters if ema else contextlib.nullcontext
     clf = metrics.mnist_classifier() if args.eval_samples else None
     log_path = os.path.join(args.out, "metrics.jsonl")
     if os.path.exists(log_path):
@@ -345,6 +379,8 @@ def train(args, log=print):
         for b in range(0, n, bs):
             real = torch.from_numpy(train_x[order[b:b + bs]])
             stats = train_step(model, g_opt, d_opt, real, rng)
+            if ema:
+                ema.update()
             if not math.isfinite(stats["g_loss"]) or not math.isfinite(stats["d_loss"]):
                 raise FloatingPointError(f"loss became non-finite at epoch {epoch}, step {steps}: {stats}")
             # the example averages per step; `fit` (the wgan_gp CLI run) weights by batch rows
@@ -358,21 +394,26 @@ def train(args, log=print):
         record = {"epoch": epoch, "steps": steps, "train_loss": sums.pop("g_loss") / rows,
                   **{f"train_{k}": v / rows for k, v in sums.items()}}
         record.update({f"valid_{k}": v for k, v in discriminator_scores(model, valid_x[:1000], rng).items()})
-        if clf is not None:
-            record["valid_fid"] = metrics.mnist_fid(draw(model, args.eval_samples, rng), to_unit(valid_x), clf)
+        with averaged():
+            if clf is not None:
+                record["valid_fid"] = metrics.mnist_fid(draw(model, args.eval_samples, rng), to_unit(valid_x), clf)
+                if record["valid_fid"] < best_fid:
+                    best_fid, best_epoch, best_state = record["valid_fid"], epoch, copy.deepcopy(model.state_dict())
         record["train_time_s"] = round(train_time, 2)
         record["time_s"] = round(time.perf_counter() - t0, 2)
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
-        if clf is not None and record["valid_fid"] < best_fid:
-            best_fid, best_epoch, best_state = record["valid_fid"], epoch, copy.deepcopy(model.state_dict())
         if args.patience and epoch - best_epoch >= args.patience:
             log(f"early stopping: no better validation FID for {args.patience} epochs (best epoch {best_epoch})")
             break
     train_time = time.time() - start
-    if best_state is not None:
+    if best_state is not None:   # (its G averaged, with --ema)
         model.load_state_dict(best_state)
+    elif ema:
+        with torch.no_grad():
+            for s, p in zip(ema.shadow, ema.params):
+                p.copy_(s)
     torch.save(model.state_dict(), os.path.join(args.out, "model.pt"))
     results = {"framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
                "objective": objective, "epochs": epoch, "best_epoch": best_epoch, "best_valid_fid": best_fid,
@@ -421,6 +462,8 @@ def add_parsers(sub, check_name="check", train_name="train", objective=None):
     t.add_argument("--eval-samples", type=int, default=5000, help="samples for FID / IS (0: skip them)")
     t.add_argument("--parzen-samples", type=int, default=10000, help="samples for the Parzen window (0: skip)")
     t.add_argument("--label-smoothing", type=float, default=0.0, help="GAN: one-sided, real targets 1 - s")
+    t.add_argument("--d-dropout", type=float, default=0.0, help="GAN: dropout after D's hidden layers")
+    t.add_argument("--ema", type=float, default=0.0, help="evaluate G's exponential moving average, this decay")
     t.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation FID (0: run every epoch)")
     t.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
