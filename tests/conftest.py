@@ -15,11 +15,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 @pytest.fixture
 def cp():
-    """CuPy, when a CUDA device is usable; otherwise the test is skipped."""
-    cupy = pytest.importorskip("cupy")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except Exception as e:  # noqa: BLE001 - no driver / no device: skip, do not fail
-        pytest.skip(f"no usable CUDA device: {e}")
+    """CuPy, when a CUDA device is usable (and SCRATCHGEN_TEST_GPU is not 0); otherwise the test is skipped."""
+    from scratchgen.testing import gpu_available
+    if not gpu_available():
+        pytest.skip("no CuPy with a usable CUDA device (or SCRATCHGEN_TEST_GPU=0)")
+    import cupy
     return cupy

@@ -107,7 +107,7 @@ class MADE(nn.Module):
         weight = self.layers[0].weight
         x = np.zeros((n, self.input_dim), dtype=weight.dtype)
         for d in self.ordering:
-            p = self(Tensor(x).to(weight.device)).sigmoid().numpy()[:, d]
+            p = self(Tensor(x).to(weight.device))[:, d].sigmoid().numpy()   # one column back to the host
             x[:, d] = draw.random(n) < p
         return Tensor(x).to(weight.device)
 

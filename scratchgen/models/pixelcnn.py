@@ -121,7 +121,7 @@ def autoregressive_sample(model, n, shape, seed=None, dtype=None, device=None):
     for i in range(h):
         for j in range(w):
             for k in range(c):
-                logits = model(Tensor(x).to(device)).numpy()[:, k, i, j]
+                logits = model(Tensor(x).to(device))[:, k, i, j].numpy()
                 p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
                 x[:, k, i, j] = rng.random(n) < p
     return Tensor(x).to(device)
