@@ -61,6 +61,8 @@ def parser(description):
     p.add_argument("--d-dropout", type=float, default=0.0, help="dropout after D's hidden layers (0: none)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="evaluate G with an exponential moving average of its weights, this decay (0: off)")
+    p.add_argument("--lr-decay-start", type=int, default=0,
+                   help="from this epoch on, decay both lrs linearly to zero at the last epoch (0: constant lr)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/gan_mnist")
     return p
@@ -143,6 +145,11 @@ def run(args, conditional=False, extra_eval=None):
             if clf is not None and record["valid_fid"] < best["fid"]:
                 best = {"fid": record["valid_fid"], "epoch": epoch,
                         "state": {key: v.copy() for key, v in model.state_dict().items()}}
+        record["lr"] = opt.param_groups[0]["lr"]
+        if args.lr_decay_start and epoch >= args.lr_decay_start:  # the lr of the next epoch
+            remaining = (args.epochs - epoch) / (args.epochs - args.lr_decay_start + 1)
+            for group in opt.param_groups:
+                group["lr"] = args.lr * remaining
         record["time_s"] = round(time.perf_counter() - t0, 2)
         append_jsonl(log, record)
         plots.image_grid(grid.reshape(-1, 28, 28), os.path.join(args.out, f"samples_epoch{epoch:03d}.png"), nrow=10)

@@ -43,6 +43,8 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (1e-4 regularises Adam well)")
     p.add_argument("--lr-step", type=int, default=0, help="multiply the lr by 0.1 every N epochs (0: never)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="evaluate an exponential moving average of the weights with this decay (e.g. 0.999)")
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--test-masks", type=int, default=None, help="masks in the test-time ensemble")
     p.add_argument("--seed", type=int, default=0)
@@ -65,6 +67,7 @@ def main():
     make = {"adam": sg.optim.Adam, "adamw": sg.optim.AdamW, "adagrad": sg.optim.Adagrad}[args.optimizer]
     optimizer = make(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = sg.optim.lr_scheduler.StepLR(optimizer, args.lr_step, gamma=0.1) if args.lr_step else None
+    ema = sg.optim.EMA(model.parameters(), decay=args.ema) if args.ema else None
     loader = DataLoader((train,), batch_size=args.batch_size, shuffle=True, seed=args.seed)
     steps = [0]
 
@@ -81,7 +84,7 @@ def main():
                  valid_fn=lambda m: {"valid_nll": nll(m, valid, num_masks=1)},
                  metrics_path=os.path.join(args.out, "metrics.jsonl"),
                  early_stopping=EarlyStopping("valid_nll", "min", patience=args.patience),
-                 checkpoint_dir=args.out, scheduler=scheduler, device=args.device)
+                 checkpoint_dir=args.out, scheduler=scheduler, device=args.device, ema=ema)
     train_time = time.time() - start
 
     test_masks = args.test_masks or args.num_masks

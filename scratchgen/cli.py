@@ -211,6 +211,7 @@ def cmd_train(args):
         model.to(device)
     optimizer = spec.make_optimizer(model)
     scheduler = spec.make_scheduler(optimizer)
+    ema = spec.make_ema(model)
     loader = DataLoader(spec.train_dataset(), batch_size=int(cfg["batch_size"]), shuffle=True,
                         drop_last=False, seed=int(cfg["seed"]))
     metric, mode = spec.monitor
@@ -218,7 +219,7 @@ def cmd_train(args):
 
     start_epoch = 0
     if args.resume:
-        start_epoch = resume(out, model, optimizer, scheduler, loader, stopper)
+        start_epoch = resume(out, model, optimizer, scheduler, loader, stopper, ema=ema)
         _say(f"resuming after epoch {start_epoch} of {cfg['epochs']}")
         if scheduler is not None and planned_epochs != cfg["epochs"]:
             _say(f"note: the learning-rate schedule keeps its plan for {planned_epochs} epochs")
@@ -237,7 +238,7 @@ def cmd_train(args):
                  valid_fn=lambda m: spec.evaluate(m, "valid"),
                  metrics_path=os.path.join(out, "metrics.jsonl"), early_stopping=stopper,
                  checkpoint_dir=out, start_epoch=start_epoch, scheduler=scheduler, device=device,
-                 progress=not args.no_progress, log=_say)
+                 progress=not args.no_progress, log=_say, ema=ema)
     train_time = time.perf_counter() - t_start
 
     # The model now holds the best epoch's weights: report the test split once.

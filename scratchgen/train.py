@@ -16,6 +16,7 @@ then gives the same losses. To resume, load `checkpoint.npz` with `resume(...)` 
 `checkpoint.load_checkpoint`) and call `fit(..., start_epoch=ckpt_epoch)`: the losses match a
 run that was never interrupted, bit for bit.
 """
+import contextlib
 import copy
 import json
 import math
@@ -159,6 +160,10 @@ def _lr(optimizer):
     return None if lr is None else float(lr)
 
 
+def _averaged(ema):
+    return ema.average_parameters() if ema is not None else contextlib.nullcontext()
+
+
 def _copy_state(model):
     return copy.deepcopy(model.state_dict())
 
@@ -187,7 +192,7 @@ def _scheduler_step(scheduler, metrics, monitor):
 
 def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_path=None,
         early_stopping=None, checkpoint_dir=None, start_epoch=0, scheduler=None, device=None,
-        progress=True, log=print, restore_best=True, extra_state=None):
+        progress=True, log=print, restore_best=True, extra_state=None, ema=None):
     """Train `model` for epochs start_epoch+1 .. epochs; return a FitResult.
 
     loss_fn(model, batch) -> scalar Tensor, or {"loss": Tensor, other: scalar} (others are
@@ -199,6 +204,8 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
     start_epoch: epochs already done (after loading a checkpoint); metrics_path is cut back
         to those epochs so that a resumed file reads like an uninterrupted one.
     log: a function for one summary line per epoch (None for silence).
+    ema: an optim.EMA of the model's parameters, updated after every step; validation, the best
+        weights and best.npz then use the averaged weights (Polyak averaging).
     """
     metrics_path = os.fspath(metrics_path) if metrics_path else None
     checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir else None
@@ -230,6 +237,8 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
             loss, extras = _split_loss(loss_fn(model, batch))
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update()
             value = _float(loss)
             if not math.isfinite(value):
                 raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {i}; "
@@ -249,7 +258,7 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
 
         if valid_fn is not None:
             model.eval()
-            with no_grad():
+            with no_grad(), _averaged(ema):
                 metrics = valid_fn(model)
             model.train()
             record.update({k: _float(v) for k, v in metrics.items()})
@@ -264,15 +273,17 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
         if early_stopping is not None:
             improved = early_stopping.update(record, epoch)
             if improved:
-                best_state = _copy_state(model)
-                if checkpoint_dir:
-                    ckpt_lib.save_checkpoint(os.path.join(checkpoint_dir, BEST_NAME), model, epoch=epoch,
-                                             best_metric=early_stopping.best, extra=extra_state)
+                with _averaged(ema):
+                    best_state = _copy_state(model)
+                    if checkpoint_dir:
+                        ckpt_lib.save_checkpoint(os.path.join(checkpoint_dir, BEST_NAME), model, epoch=epoch,
+                                                 best_metric=early_stopping.best, extra=extra_state)
         if checkpoint_dir:
+            extra = dict(extra_state or {}, ema=ema.state_dict()) if ema is not None else extra_state
             ckpt_lib.save_checkpoint(
                 os.path.join(checkpoint_dir, CHECKPOINT_NAME), model, optimizer, scheduler, epoch=epoch,
                 loader=train_loader, early_stopping=early_stopping,
-                best_metric=early_stopping.best if early_stopping else None, extra=extra_state)
+                best_metric=early_stopping.best if early_stopping else None, extra=extra)
         if metrics_path:
             append_jsonl(metrics_path, record)
         history.append(record)
@@ -299,9 +310,13 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
                      early_stopping.best if early_stopping else None, stopped_early, epoch)
 
 
-def resume(checkpoint_dir, model, optimizer=None, scheduler=None, loader=None, early_stopping=None):
+def resume(checkpoint_dir, model, optimizer=None, scheduler=None, loader=None, early_stopping=None, ema=None):
     """Load checkpoint.npz from `checkpoint_dir` into the given objects (and the global RNG);
     return the number of epochs it had completed, to pass to fit(start_epoch=...)."""
     path = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_NAME)
     ckpt = ckpt_lib.load_checkpoint(path, model, optimizer, scheduler, loader, early_stopping)
+    if ema is not None:
+        if "ema" not in ckpt["extra"]:
+            raise ValueError(f"{path} holds no weight averages (was it trained without ema?)")
+        ema.load_state_dict(ckpt["extra"]["ema"])
     return ckpt["epoch"]

@@ -66,9 +66,11 @@ def test_sample_and_evaluate(run_dir, tmp_path, capsys):
     assert cli.main(["evaluate", str(run_dir), "--split", "valid", "--checkpoint", "last"]) == 0
 
 
-def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("averaging", [[], ["--set", "ema=0.9"]], ids=["live", "ema"])
+def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys, averaging):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(straight)] + TINY) == 0
+    flags = TINY + averaging
+    assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(straight)] + flags) == 0
 
     # Kill the second run while it saves epoch 2: its checkpoint stays at epoch 1.
     real_save = checkpoint.save_checkpoint
@@ -79,7 +81,7 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys):
         return real_save(path, model, *args, epoch=epoch, **kwargs)
 
     monkeypatch.setattr(checkpoint, "save_checkpoint", dying_save)
-    assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(crashed)] + TINY) == 130
+    assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(crashed)] + flags) == 130
     monkeypatch.undo()
     assert "--resume" in capsys.readouterr().err
     assert [r["epoch"] for r in jsonl(crashed / "metrics.jsonl")] == [1]
@@ -92,6 +94,17 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys):
         assert [r[key] for r in a] == [r[key] for r in b], key  # exact equality
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (straight, crashed))
     assert ra["test_acc"] == rb["test_acc"] and ra["test_loss"] == rb["test_loss"]
+    saved = checkpoint.load_checkpoint(crashed / "checkpoint.npz", restore_rng=False)
+    assert ("ema" in saved["extra"]) == bool(averaging)
+
+
+def test_gan_spec_averages_only_the_generator():
+    spec = create("gan", {"ema": 0.99, "metric": "none"})
+    model = spec.build()
+    ema = spec.make_ema(model)
+    assert ema.decay == 0.99
+    assert [id(p) for p in ema.params] == [id(p) for p in model.generator.parameters()]
+    assert create("gan", {"metric": "none"}).make_ema(model) is None
 
 
 def test_data_list(capsys):

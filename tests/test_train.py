@@ -174,6 +174,43 @@ def test_early_stopping_stops_and_restores_best(tmp_path):
         np.testing.assert_array_equal(v, snapshots[2][k])
 
 
+def test_fit_with_ema_validates_and_keeps_the_averaged_weights(tmp_path):
+    """Polyak averaging: validation sees the averages, the best weights are the averages, and the
+    live weights carry on training; a resumed run restores the averages exactly."""
+    model, opt, sched, loader = make_run(5, dropout=0.0)
+    ema = optim.EMA(model.parameters(), decay=0.9)
+    seen = []
+
+    def record_valid(m):
+        seen.append({k: v.copy() for k, v in m.state_dict().items()})
+        return {"valid_loss": valid_fn(m)["valid_loss"]}
+
+    es = EarlyStopping("valid_loss", "min", patience=None)
+    fit(model, opt, loader, loss_fn, 2, valid_fn=record_valid, early_stopping=es, checkpoint_dir=tmp_path,
+        progress=False, log=None, restore_best=False, ema=ema)
+    assert ema.num_updates == 2 * len(loader)
+    live = model.state_dict()
+    names = [n for n, _ in model.named_parameters()]
+    for name, avg in zip(names, ema.shadow):
+        np.testing.assert_array_equal(seen[-1][name], avg)      # validation ran on the averages
+        assert not np.array_equal(live[name], avg)              # and the live weights came back
+    best = load_checkpoint(tmp_path / "best.npz", restore_rng=False)
+    assert best["epoch"] == es.best_epoch
+    np.testing.assert_array_equal(best["model"][names[0]], seen[es.best_epoch - 1][names[0]])
+
+    model2, opt2, _, loader2 = make_run(6, dropout=0.0)
+    ema2 = optim.EMA(model2.parameters(), decay=0.9)
+    resume(tmp_path, model2, opt2, None, loader2, EarlyStopping("valid_loss", "min"), ema=ema2)
+    assert ema2.num_updates == ema.num_updates
+    for a, b in zip(ema.shadow, ema2.shadow):
+        np.testing.assert_array_equal(a, b)
+    model3, opt3, _, loader3 = make_run(6, dropout=0.0)
+    (tmp_path / "plain").mkdir()
+    save_checkpoint(tmp_path / "plain" / "checkpoint.npz", model3, opt3, epoch=1)
+    with pytest.raises(ValueError, match="no weight averages"):
+        resume(tmp_path / "plain", model3, opt3, ema=optim.EMA(model3.parameters()))
+
+
 def test_early_stopping_modes_and_state():
     es = EarlyStopping("acc", "max", patience=1, min_delta=0.01)
     assert es.update({"acc": 0.5}, 1)

@@ -301,6 +301,9 @@ class AdversarialSpec(ModelSpec):
                                               make(model.discriminator.parameters()))
         return self.optimizer
 
+    def averaged_parameters(self, model):
+        return model.generator.parameters()  # the critic keeps its live weights: it is not sampled
+
     def loss(self, model, batch):
         if getattr(self, "optimizer", None) is None:
             raise RuntimeError("call make_optimizer(model) first: the discriminator's steps need its optimizer")

@@ -49,7 +49,7 @@ class ModelSpec:
     n_samples = 64  # how many samples `visualize` draws into samples.png
     threads = None  # CPU threads the CLI gives BLAS and Numba for this model (None: all cores)
 
-    BASE_DEFAULTS = dict(epochs=10, batch_size=128, lr=1e-3, seed=0, weight_decay=0.0)
+    BASE_DEFAULTS = dict(epochs=10, batch_size=128, lr=1e-3, seed=0, weight_decay=0.0, ema=0.0)
 
     def __init__(self, config=None):
         cfg = dict(self.BASE_DEFAULTS)
@@ -96,6 +96,16 @@ class ModelSpec:
 
     def make_scheduler(self, optimizer):
         return None
+
+    def make_ema(self, model):
+        """An exponential moving average of the weights (config `ema`: its decay, 0 for none)
+        that validation, model selection and the test then use."""
+        import scratchgen.optim as optim
+        decay = float(self.config.get("ema") or 0.0)
+        return optim.EMA(self.averaged_parameters(model), decay=decay) if decay else None
+
+    def averaged_parameters(self, model):
+        return model.parameters()
 
     def describe_data(self):
         """One line saying which data this model uses (the CLI prints it)."""
