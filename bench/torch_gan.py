@@ -399,6 +399,11 @@ def train(args, log=print):
                 record["valid_fid"] = metrics.mnist_fid(draw(model, args.eval_samples, rng), to_unit(valid_x), clf)
                 if record["valid_fid"] < best_fid:
                     best_fid, best_epoch, best_state = record["valid_fid"], epoch, copy.deepcopy(model.state_dict())
+        record["lr"] = g_opt.param_groups[0]["lr"]
+        if args.lr_decay_start and epoch >= args.lr_decay_start:   # as examples/gan_mnist.py
+            remaining = (args.epochs - epoch) / (args.epochs - args.lr_decay_start + 1)
+            for group in g_opt.param_groups + d_opt.param_groups:
+                group["lr"] = r["lr"] * remaining
         record["train_time_s"] = round(train_time, 2)
         record["time_s"] = round(time.perf_counter() - t0, 2)
         with open(log_path, "a") as f:
@@ -464,6 +469,8 @@ def add_parsers(sub, check_name="check", train_name="train", objective=None):
     t.add_argument("--label-smoothing", type=float, default=0.0, help="GAN: one-sided, real targets 1 - s")
     t.add_argument("--d-dropout", type=float, default=0.0, help="GAN: dropout after D's hidden layers")
     t.add_argument("--ema", type=float, default=0.0, help="evaluate G's exponential moving average, this decay")
+    t.add_argument("--lr-decay-start", type=int, default=0,
+                   help="from this epoch on, decay both lrs linearly to zero at the last epoch (0: constant)")
     t.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation FID (0: run every epoch)")
     t.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")

@@ -63,6 +63,10 @@ def parser(description):
                    help="evaluate G with an exponential moving average of its weights, this decay (0: off)")
     p.add_argument("--lr-decay-start", type=int, default=0,
                    help="from this epoch on, decay both lrs linearly to zero at the last epoch (0: constant lr)")
+    p.add_argument("--top-k-min", type=float, default=1.0,
+                   help="top-k training (Sinha et al. 2020): G learns from the fraction max(top_k_min, "
+                        "top_k_decay ** epoch) of its batch that D rates most realistic (1: all of it)")
+    p.add_argument("--top-k-decay", type=float, default=0.99)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/gan_mnist")
     return p
@@ -125,6 +129,7 @@ def run(args, conditional=False, extra_eval=None):
     best = {"fid": float("inf"), "epoch": args.epochs, "state": None}
     for epoch in range(1, args.epochs + 1):
         t0, sums, steps = time.perf_counter(), {}, 0
+        model.top_k = max(args.top_k_min, args.top_k_decay ** (epoch - 1))
         for xb, yb in loader:
             stats = train_step(model, opt, xb, yb if k else None)
             if ema:
@@ -146,6 +151,7 @@ def run(args, conditional=False, extra_eval=None):
                 best = {"fid": record["valid_fid"], "epoch": epoch,
                         "state": {key: v.copy() for key, v in model.state_dict().items()}}
         record["lr"] = opt.param_groups[0]["lr"]
+        record["top_k"] = model.top_k
         if args.lr_decay_start and epoch >= args.lr_decay_start:  # the lr of the next epoch
             remaining = (args.epochs - epoch) / (args.epochs - args.lr_decay_start + 1)
             for group in opt.param_groups:

@@ -163,6 +163,19 @@ def test_gan_generator_losses_by_hand():
         GAN(Generator(2, (3,), 2), FirstColumn(), 2, generator_loss="minimax")
 
 
+@pytest.mark.parametrize("fraction, kept", [(1.0, [0, 1, 2, 3]), (0.5, [1, 3]), (0.3, [1, 3]), (0.1, [3])])
+def test_top_k_generator_loss_learns_from_the_most_realistic_samples_only(fraction, kept):
+    # Sinha et al. 2020: L_G over the ceil(k N) samples with the largest logits; the rest get no gradient.
+    model = GAN(Generator(2, (3,), 2, output=None), FirstColumn(), 2, top_k=fraction)
+    fake = sg.tensor(np.stack([A_FAKE, np.zeros_like(A_FAKE)], axis=1), requires_grad=True)
+    loss = model.generator_loss(fake)
+    assert loss.item() == pytest.approx(-np.mean(np.log(sigmoid(A_FAKE[kept]))), rel=1e-12)
+    grad, = sg.grad(loss, fake)
+    assert sorted(np.flatnonzero(grad.numpy()[:, 0])) == kept
+    with pytest.raises(ValueError, match="top_k"):
+        GAN(Generator(2, (3,), 2), FirstColumn(), 2, top_k=0.0)
+
+
 def test_non_saturating_loss_keeps_gradients_where_the_saturating_one_vanishes():
     # Early in training D rejects samples confidently (a << 0): Goodfellow et al., Section 3.
     a = sg.tensor(np.full(4, -8.0), requires_grad=True)

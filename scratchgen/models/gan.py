@@ -136,17 +136,28 @@ def gan_generator_loss(fake_logits, saturating=False):
     return (-fake_logits).softplus().mean()             # -log sigmoid(a) = softplus(-a)
 
 
+def most_realistic(fake_logits, fraction):
+    """The ceil(fraction * N) largest of the N logits (all of them when fraction is 1)."""
+    if fraction >= 1.0:
+        return fake_logits
+    k = max(1, math.ceil(fraction * fake_logits.shape[0]))
+    return fake_logits[fake_logits.xp.argsort(-fake_logits.data)[:k]]
+
+
 class GAN(nn.Module):
     """The two players and the value function. `generator` and `discriminator` are any
     modules called as G(z[, y]) and D(x[, y]) (D returning one logit per example).
 
     generator_loss: 'non_saturating' (default) or 'saturating'. label_smoothing: one-sided
     (real targets 1 - s). n_critic: discriminator steps per generator step (k, Algorithm 1).
+    top_k: the fraction of each generator batch that L_G averages over, the samples D rates
+    most realistic (Sinha et al., 2020, "Top-k training of GANs"); 1.0 uses them all. A
+    training loop may lower it as training goes (`examples/gan_mnist.py --top-k-min`).
     """
     n_critic = 1
 
     def __init__(self, generator, discriminator, latent_dim, num_classes=0, generator_loss="non_saturating",
-                 label_smoothing=0.0, n_critic=1):
+                 label_smoothing=0.0, n_critic=1, top_k=1.0):
         super().__init__()
         if generator_loss not in ("non_saturating", "saturating"):
             raise ValueError(f"generator_loss must be 'non_saturating' or 'saturating', got {generator_loss!r}")
@@ -156,6 +167,17 @@ class GAN(nn.Module):
         self.latent_dim, self.num_classes = latent_dim, num_classes
         self.saturating = generator_loss == "saturating"
         self.label_smoothing, self.n_critic = label_smoothing, int(n_critic)
+        self.top_k = top_k
+
+    @property
+    def top_k(self):
+        return self._top_k
+
+    @top_k.setter
+    def top_k(self, fraction):
+        if not 0 < fraction <= 1:
+            raise ValueError(f"top_k is the fraction of the generator's batch to keep, in (0, 1]; got {fraction}")
+        self._top_k = float(fraction)
 
     def noise(self, n, like=None):
         """z ~ N(0, I), from scratchgen's global generator (seeded, checkpointed)."""
@@ -195,7 +217,7 @@ class GAN(nn.Module):
                     "d_fake": float(self.readout(Tensor(fake_out.data)).mean().item())}
 
     def generator_loss(self, fake, labels=None):
-        return gan_generator_loss(self.critic(fake, labels), self.saturating)
+        return gan_generator_loss(most_realistic(self.critic(fake, labels), self.top_k), self.saturating)
 
     def after_discriminator_step(self):
         pass
