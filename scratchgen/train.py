@@ -205,7 +205,8 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
         to those epochs so that a resumed file reads like an uninterrupted one.
     log: a function for one summary line per epoch (None for silence).
     ema: an optim.EMA of the model's parameters, updated after every step; validation, the best
-        weights and best.npz then use the averaged weights (Polyak averaging).
+        weights and best.npz then use the averaged weights (Polyak averaging). Without early
+        stopping the model ends with its live weights: `ema.copy_to()` puts the averages in.
     """
     metrics_path = os.fspath(metrics_path) if metrics_path else None
     checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir else None
