@@ -371,6 +371,7 @@ def train(args, log=print):
     # Model selection on the validation FID, in both scratchgen runs (the example keeps the best epoch's
     # weights; `fit` restores them). Patience 0: every epoch runs.
     best_fid, best_epoch, best_state = math.inf, args.epochs, None
+    decays = []
     start = time.time()
     for epoch in range(1, args.epochs + 1):
         model.train()
@@ -400,10 +401,11 @@ def train(args, log=print):
                 if record["valid_fid"] < best_fid:
                     best_fid, best_epoch, best_state = record["valid_fid"], epoch, copy.deepcopy(model.state_dict())
         record["lr"] = g_opt.param_groups[0]["lr"]
-        if args.lr_decay_start and epoch >= args.lr_decay_start:   # as examples/gan_mnist.py
-            remaining = (args.epochs - epoch) / (args.epochs - args.lr_decay_start + 1)
-            for group in g_opt.param_groups + d_opt.param_groups:
-                group["lr"] = r["lr"] * remaining
+        if args.lr_decay_start and epoch == args.lr_decay_start:   # as examples/gan_mnist.py
+            decays = [torch.optim.lr_scheduler.LinearLR(o, 1.0, 0.0, total_iters=args.epochs - epoch + 1)
+                      for o in (g_opt, d_opt)]
+        for d in decays:
+            d.step()
         record["train_time_s"] = round(train_time, 2)
         record["time_s"] = round(time.perf_counter() - t0, 2)
         with open(log_path, "a") as f:

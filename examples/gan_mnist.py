@@ -127,6 +127,7 @@ def run(args, conditional=False, extra_eval=None):
         os.remove(log)
 
     best = {"fid": float("inf"), "epoch": args.epochs, "state": None}
+    decay = None
     for epoch in range(1, args.epochs + 1):
         t0, sums, steps = time.perf_counter(), {}, 0
         model.top_k = max(args.top_k_min, args.top_k_decay ** (epoch - 1))
@@ -152,10 +153,10 @@ def run(args, conditional=False, extra_eval=None):
                         "state": {key: v.copy() for key, v in model.state_dict().items()}}
         record["lr"] = opt.param_groups[0]["lr"]
         record["top_k"] = model.top_k
-        if args.lr_decay_start and epoch >= args.lr_decay_start:  # the lr of the next epoch
-            remaining = (args.epochs - epoch) / (args.epochs - args.lr_decay_start + 1)
-            for group in opt.param_groups:
-                group["lr"] = args.lr * remaining
+        if args.lr_decay_start and epoch == args.lr_decay_start:  # both players' rates, linearly to 0
+            decay = optim.lr_scheduler.LinearLR(opt, 1.0, 0.0, total_iters=args.epochs - epoch + 1)
+        if decay:
+            decay.step()  # the lr of the next epoch
         record["time_s"] = round(time.perf_counter() - t0, 2)
         append_jsonl(log, record)
         plots.image_grid(grid.reshape(-1, 28, 28), os.path.join(args.out, f"samples_epoch{epoch:03d}.png"), nrow=10)
