@@ -47,6 +47,12 @@ def main():
                    help="evaluate an exponential moving average of the weights with this decay (e.g. 0.999)")
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--test-masks", type=int, default=None, help="masks in the test-time ensemble")
+    p.add_argument("--valid-masks", type=int, default=1,
+                   help="masks in the per-epoch validation ensemble (the first ones, so epochs compare)")
+    p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    p.add_argument("--no-checkpoint", action="store_true",
+                   help="keep the best weights in memory only (checkpoints of 8000-unit layers cost seconds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (CuPy)")
     p.add_argument("--out", default="runs/made")
@@ -78,13 +84,15 @@ def main():
             model.next_mask()
         return -model.log_prob_one_mask(x).mean()
 
-    # Validation uses one mask (the cheap, per-epoch signal); the ensemble is for the test.
+    # Validation uses the first --valid-masks masks (cheap, and the same every epoch); the full
+    # ensemble is for the test.
     start = time.time()
     result = fit(model, optimizer, loader, loss_fn, args.epochs,
-                 valid_fn=lambda m: {"valid_nll": nll(m, valid, num_masks=1)},
+                 valid_fn=lambda m: {"valid_nll": nll(m, valid, num_masks=args.valid_masks)},
                  metrics_path=os.path.join(args.out, "metrics.jsonl"),
-                 early_stopping=EarlyStopping("valid_nll", "min", patience=args.patience),
-                 checkpoint_dir=args.out, scheduler=scheduler, device=args.device, ema=ema)
+                 early_stopping=EarlyStopping("valid_nll", "min", patience=args.patience or None),
+                 checkpoint_dir=None if args.no_checkpoint else args.out, scheduler=scheduler,
+                 device=args.device, ema=ema, max_time=args.max_time, progress=not args.no_progress)
     train_time = time.time() - start
 
     test_masks = args.test_masks or args.num_masks

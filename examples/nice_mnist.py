@@ -29,9 +29,10 @@ def flat(images):
     return images.reshape(len(images), -1)
 
 
-def log_likelihood(model, x, batch=1000):
+def log_likelihood(model, x, batch=1000, device="cpu"):
     with sg.no_grad():
-        return sum(float(model.log_prob(x[i:i + batch]).sum().item()) for i in range(0, len(x), batch)) / len(x)
+        return sum(float(model.log_prob(sg.tensor(x[i:i + batch]).to(device)).sum().item())
+                   for i in range(0, len(x), batch)) / len(x)
 
 
 def main():
@@ -44,8 +45,11 @@ def main():
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--patience", type=int, default=20, help="epochs without a better valid LL (0: never stop)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (CuPy)")
+    p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
     p.add_argument("--out", default="runs/nice")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -56,24 +60,24 @@ def main():
     train_u8 = flat(load_mnist("train")[0])
     valid = dequantize(flat(load_mnist("valid")[0]), rng)
     test = dequantize(flat(load_mnist("test")[0]), rng)
-    model = NICE(784, args.couplings, args.hidden, args.hidden_layers, args.prior, args.coupling)
+    model = NICE(784, args.couplings, args.hidden, args.hidden_layers, args.prior, args.coupling).to(args.device)
     print(model)
     optimizer = sg.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99), eps=1e-4)
     loader = DataLoader((train_u8,), batch_size=args.batch_size, shuffle=True, seed=args.seed)
     noise = np.random.default_rng(args.seed + 1)
 
     def loss_fn(model, batch):
-        x = sg.tensor(dequantize(batch[0].numpy(), noise))  # fresh dequantization noise
+        x = sg.tensor(dequantize(batch[0].numpy(), noise)).to(args.device)  # fresh dequantization noise
         return -model.log_prob(x).mean()
 
     start = time.time()
     result = fit(model, optimizer, loader, loss_fn, args.epochs,
-                 valid_fn=lambda m: {"valid_ll": log_likelihood(m, valid)},
+                 valid_fn=lambda m: {"valid_ll": log_likelihood(m, valid, device=args.device)},
                  metrics_path=os.path.join(args.out, "metrics.jsonl"),
-                 early_stopping=EarlyStopping("valid_ll", "max", patience=args.patience),
-                 checkpoint_dir=args.out)
+                 early_stopping=EarlyStopping("valid_ll", "max", patience=args.patience or None),
+                 checkpoint_dir=args.out, max_time=args.max_time, progress=not args.no_progress)
     train_time = time.time() - start
-    test_ll = log_likelihood(model, test)
+    test_ll = log_likelihood(model, test, device=args.device)
     results = {"test_ll_nats": test_ll, "test_bits_per_dim": bits_per_dim(test_ll),
                "best_valid_ll": result.best_metric, "best_epoch": result.best_epoch,
                "epochs_run": result.last_epoch, "train_time_s": round(train_time, 1), "config": vars(args)}

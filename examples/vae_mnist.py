@@ -123,7 +123,7 @@ def main():
     result = fit(model, optimizer, loader, loss_fn, args.epochs,
                  valid_fn=lambda m: {"valid_elbo": evaluate_elbo(m, valid)},
                  metrics_path=os.path.join(args.out, "metrics.jsonl"),
-                 early_stopping=EarlyStopping("valid_elbo", "max", patience=args.patience),
+                 early_stopping=EarlyStopping("valid_elbo", "max", patience=args.patience or None),
                  checkpoint_dir=args.out, device=None if args.device == "cpu" else args.device)
     train_time = time.time() - start
     model.eval()

@@ -51,6 +51,9 @@ class EarlyStopping:
     def __init__(self, metric="valid_loss", mode="min", patience=5, min_delta=0.0):
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping mode must be 'min' or 'max', got {mode!r}")
+        if patience is not None and patience < 1:
+            raise ValueError(f"EarlyStopping patience must be >= 1 epoch, or None to only track the best; "
+                             f"got {patience}")
         self.metric, self.mode, self.patience, self.min_delta = metric, mode, patience, float(min_delta)
         self.best = None
         self.best_epoch = None
@@ -192,7 +195,7 @@ def _scheduler_step(scheduler, metrics, monitor):
 
 def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_path=None,
         early_stopping=None, checkpoint_dir=None, start_epoch=0, scheduler=None, device=None,
-        progress=True, log=print, restore_best=True, extra_state=None, ema=None):
+        progress=True, log=print, restore_best=True, extra_state=None, ema=None, max_time=None):
     """Train `model` for epochs start_epoch+1 .. epochs; return a FitResult.
 
     loss_fn(model, batch) -> scalar Tensor, or {"loss": Tensor, other: scalar} (others are
@@ -207,7 +210,12 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
     ema: an optim.EMA of the model's parameters, updated after every step; validation, the best
         weights and best.npz then use the averaged weights (Polyak averaging). Without early
         stopping the model ends with its live weights: `ema.copy_to()` puts the averages in.
+    max_time: a wall-clock budget in seconds; training stops after the first epoch that ends
+        past it (the epoch in progress is finished, so checkpoints stay whole).
     """
+    if max_time is not None and max_time <= 0:
+        raise ValueError(f"max_time must be a positive number of seconds, got {max_time}")
+    fit_start = time.perf_counter()
     metrics_path = os.fspath(metrics_path) if metrics_path else None
     checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir else None
     history = []
@@ -299,6 +307,10 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
                 log(f"early stopping: no improvement of {early_stopping.metric} for "
                     f"{early_stopping.bad_epochs} epochs (best {early_stopping.best:.4f} at epoch "
                     f"{early_stopping.best_epoch})")
+            break
+        if max_time is not None and time.perf_counter() - fit_start >= max_time:
+            if log:
+                log(f"time budget of {max_time:.0f}s reached after epoch {epoch}")
             break
 
     if early_stopping is not None and restore_best and early_stopping.best_epoch is not None:

@@ -50,3 +50,17 @@ def test_made_example_with_ema(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["ema"] == 0.9 and results["epochs_run"] == 2
     assert 50 < results["test_nll_one_mask"] < 300 and "test NLL" in stdout
+
+
+def test_made_example_with_masks_and_a_time_budget(tmp_path):
+    data = os.environ.get("SCRATCHGEN_DATA")
+    if not data or not (Path(data) / "binarized_mnist").is_dir():
+        pytest.skip("needs binarized MNIST under $SCRATCHGEN_DATA (CI has it)")
+    out = tmp_path / "made"
+    run_example("made_mnist.py", "--hidden", 16, "--epochs", 5, "--num-masks", 3, "--natural-ordering", 0,
+                "--valid-masks", 2, "--max-time", 0.01, "--no-checkpoint", "--no-progress", "--patience", 0,
+                "--out", out, data=data)
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs_run"] == 1   # the budget ends the run after its first epoch
+    assert results["test_nll_3_masks"] < results["test_nll_one_mask"] + 5   # the ensemble is scored
+    assert not list(out.glob("*.npz"))

@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 import scratchgen as sg
@@ -55,6 +56,24 @@ def test_probabilities_sum_to_one_for_one_mask_and_the_ensemble():
         one = np.exp(model.log_prob(xs, num_masks=1).numpy()).sum()
         ensemble = np.exp(model.log_prob(xs).numpy()).sum()
     assert abs(one - 1) < 1e-12 and abs(ensemble - 1) < 1e-12
+
+
+def test_a_partial_ensemble_uses_the_first_masks_whatever_mask_is_installed():
+    model = MADE(5, [12], num_masks=4, natural_ordering=False, dtype=np.float64, seed=3)
+    xs = sg.tensor(all_binary_vectors(5))
+    with sg.no_grad():
+        per_mask = []
+        for k in range(4):
+            model.set_mask(k)
+            per_mask.append(model.log_prob_one_mask(xs).numpy())
+        model.set_mask(2)
+        two = model.log_prob(xs, num_masks=2).numpy()
+        one = model.log_prob(xs, num_masks=1).numpy()
+    assert np.allclose(two, np.logaddexp(per_mask[0], per_mask[1]) - np.log(2), atol=1e-12)
+    assert np.allclose(one, per_mask[0], atol=1e-12)
+    assert model.mask_index == 2  # put back
+    with pytest.raises(ValueError, match="num_masks=5: this MADE has 4"):
+        model.log_prob(xs, num_masks=5)
 
 
 def test_samples_follow_the_model_distribution():

@@ -223,6 +223,8 @@ def test_early_stopping_modes_and_state():
         es.update({"loss": 1.0}, 3)
     with pytest.raises(ValueError):
         EarlyStopping("acc", "bigger")
+    with pytest.raises(ValueError, match="patience must be >= 1 epoch, or None .* got 0"):
+        EarlyStopping("acc", "max", patience=0)   # would stop before the first epoch
 
 
 def test_checkpoint_round_trip_restores_rng(tmp_path):
@@ -273,3 +275,23 @@ def test_nonfinite_loss_is_reported():
 
     with pytest.raises(FloatingPointError, match="epoch 1"):
         fit(model, opt, loader, bad_loss, 1, progress=False, log=None)
+
+
+def test_fit_stops_after_the_epoch_that_ends_past_max_time(monkeypatch):
+    import scratchgen.train as train_module
+    clock = [0.0]
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: clock[0])
+
+    def one_second_per_batch(model, batch):
+        clock[0] += 1.0
+        return loss_fn(model, batch)
+
+    model, opt, sched, loader = make_run()
+    assert len(loader) == 8
+    lines = []
+    result = fit(model, opt, loader, one_second_per_batch, epochs=10, progress=False, log=lines.append,
+                 max_time=20)
+    assert result.last_epoch == 3 and len(result.history) == 3   # 8 s, 16 s, then 24 s >= 20 s
+    assert lines[-1] == "time budget of 20s reached after epoch 3"
+    with pytest.raises(ValueError, match="max_time must be a positive number of seconds, got 0"):
+        fit(model, opt, loader, loss_fn, epochs=1, progress=False, log=None, max_time=0)

@@ -18,12 +18,21 @@ import math
 
 import numpy as np
 
-from .. import nn
+from .. import backend, nn
 from ..grad_mode import no_grad
 from ..losses import binary_cross_entropy_with_logits
 from ..ops.shape import stack
 from ..tensor import Tensor, float32
 from .registry import ModelSpec, register
+
+
+def _connect(layer, m_in, m_out, strict):
+    """Write the degree mask M[k, j] = m_out[k] >= m_in[j] (> when strict) into a MaskedLinear.
+
+    Built where the weights live: resampling 32 masks of 8000 x 8000 every step must not
+    copy them from the host."""
+    m_in, m_out = (backend.to_device(m, layer.mask.device) for m in (m_in, m_out))
+    layer.mask.data[...] = m_out[:, None] > m_in[None, :] if strict else m_out[:, None] >= m_in[None, :]
 
 
 class MADE(nn.Module):
@@ -61,10 +70,10 @@ class MADE(nn.Module):
         self.mask_index = k % self.num_masks
         m = self.degrees(self.mask_index)
         for layer, m_prev, m_next in zip(self.layers[:-1], m[:-1], m[1:]):
-            layer.set_mask(m_next[:, None] >= m_prev[None, :])
-        self.layers[-1].set_mask(m[0][:, None] > m[-1][None, :])
+            _connect(layer, m_prev, m_next, strict=False)
+        _connect(self.layers[-1], m[-1], m[0], strict=True)
         if self.direct is not None:
-            self.direct.set_mask(m[0][:, None] > m[0][None, :])
+            _connect(self.direct, m[0], m[0], strict=True)
         self.ordering = np.argsort(m[0])  # input indices in the order they are generated
 
     def next_mask(self):
@@ -83,12 +92,15 @@ class MADE(nn.Module):
         return -binary_cross_entropy_with_logits(self(x), x, reduction="none").sum(axis=1)
 
     def log_prob(self, x, num_masks=None):
-        """Exact log-likelihood in nats per example. With several masks (the default is all
-        of them), average the ensemble in probability space with a log-mean-exp."""
+        """Exact log-likelihood in nats per example. With several masks, the ensemble of mask
+        sets 0 .. num_masks-1 (default: all of them) averaged in probability space with a
+        log-mean-exp; the mask in use before the call is put back after it."""
         w = self.layers[0].weight
         x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=w.dtype)).to(w.device)
         K = num_masks or self.num_masks
-        if K == 1:
+        if not 1 <= K <= self.num_masks:
+            raise ValueError(f"num_masks={K}: this MADE has {self.num_masks} mask set(s)")
+        if self.num_masks == 1:
             return self.log_prob_one_mask(x)
         keep = self.mask_index
         per_mask = []
@@ -96,6 +108,8 @@ class MADE(nn.Module):
             self.set_mask(k)
             per_mask.append(self.log_prob_one_mask(x))
         self.set_mask(keep)
+        if K == 1:
+            return per_mask[0]
         return stack(per_mask, axis=0).logsumexp(axis=0) - math.log(K)
 
     @no_grad()
