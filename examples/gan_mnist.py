@@ -5,6 +5,7 @@
         --eval-samples 1000 --parzen-samples 1000 --out runs/gan_smoke               # a smoke test
     python examples/gan_mnist.py --saturating --out runs/gan_minimax                 # the minimax G loss
     python examples/gan_mnist.py --label-smoothing 0.1 ...                           # one-sided smoothing
+    python examples/gan_mnist.py --info-codes 10 ...          # InfoGAN: a 10-way code in z, read back by Q
 
 G: 64 -> 256 -> 256 -> 784 (ReLU, tanh output), D: 784 -> 256 -> 256 -> 1 (LeakyReLU 0.2),
 pixels scaled to [-1, 1], Adam (lr 2e-4, betas (0.5, 0.999)) for both, batch 64, one D step
@@ -34,6 +35,7 @@ import scratchgen as sg
 from scratchgen import metrics, optim, plots
 from scratchgen.data import DataLoader, describe_mnist_source, load_mnist, to_symmetric
 from scratchgen.models.gan import GAN, AdversarialOptimizer, Discriminator, Generator, adversarial_curves, train_step
+from scratchgen.models.infogan import InfoDiscriminator, InfoGAN
 from scratchgen.train import append_jsonl, seed_everything
 
 
@@ -67,6 +69,10 @@ def parser(description):
                    help="top-k training (Sinha et al. 2020): G learns from the fraction max(top_k_min, "
                         "top_k_decay ** epoch) of its batch that D rates most realistic (1: all of it)")
     p.add_argument("--top-k-decay", type=float, default=0.99)
+    p.add_argument("--info-codes", type=int, default=0,
+                   help="InfoGAN (Chen et al. 2016): the last K of z's entries are a one-hot code that a Q head "
+                        "on D must read back from G's samples (0: a plain GAN)")
+    p.add_argument("--info-weight", type=float, default=1.0, help="InfoGAN's lambda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/gan_mnist")
     return p
@@ -107,10 +113,16 @@ def run(args, conditional=False, extra_eval=None):
     test_x, _ = mnist("test")
     k = 10 if conditional else 0
 
+    if k and args.info_codes:
+        raise SystemExit("--info-codes is for the unconditional GAN: the conditional one is told the class")
     G = Generator(args.latent_dim, (256, 256), 784, num_classes=k, activation="relu", output="tanh")
-    D = Discriminator(784, (256, 256), num_classes=k, activation="leaky_relu", dropout=args.d_dropout)
-    model = GAN(G, D, args.latent_dim, num_classes=k, label_smoothing=args.label_smoothing,
-                generator_loss="saturating" if args.saturating else "non_saturating")
+    game = dict(label_smoothing=args.label_smoothing, generator_loss="saturating" if args.saturating else "non_saturating")
+    if args.info_codes:   # the same D body and logit, plus Q's head of K logits on its last hidden layer
+        D = InfoDiscriminator(784, (256, 256), codes=args.info_codes, activation="leaky_relu", dropout=args.d_dropout)
+        model = InfoGAN(G, D, args.latent_dim, codes=args.info_codes, info_weight=args.info_weight, **game)
+    else:
+        D = Discriminator(784, (256, 256), num_classes=k, activation="leaky_relu", dropout=args.d_dropout)
+        model = GAN(G, D, args.latent_dim, num_classes=k, **game)
     betas = (args.beta1, 0.999)
     opt = AdversarialOptimizer(optim.Adam(G.parameters(), lr=args.lr, betas=betas),
                                optim.Adam(D.parameters(), lr=args.lr, betas=betas))
@@ -121,6 +133,10 @@ def run(args, conditional=False, extra_eval=None):
     fixed_z = model.noise(100)                     # the same noise for every epoch's picture
     fixed_y = np.repeat(np.arange(10), 10) if k else None
     fixed_z = sg.tensor(np.tile(fixed_z.numpy()[:10], (10, 1))) if k else fixed_z  # cGAN: rows = classes
+    if args.info_codes:  # rows = codes, columns = the same noise
+        z = model.noise(100, codes=np.repeat(np.arange(10) % args.info_codes, 10)).numpy()
+        z[:, :-args.info_codes] = np.tile(z[:10, :-args.info_codes], (10, 1))
+        fixed_z = sg.tensor(z)
     clf = metrics.mnist_classifier() if args.eval_samples else None
     log = os.path.join(args.out, "metrics.jsonl")
     if os.path.exists(log):
@@ -173,7 +189,7 @@ def run(args, conditional=False, extra_eval=None):
     elif ema:
         ema.copy_to()
     results = {"epochs": last_epoch, "best_epoch": best["epoch"], "best_valid_fid": best["fid"],
-               "ema_decay": args.ema, "data": describe_mnist_source()}
+               "ema_decay": args.ema, "info_codes": args.info_codes, "data": describe_mnist_source()}
     if clf is not None:
         samples = draw(model, args.eval_samples)
         results["test_fid"] = metrics.mnist_fid(samples, to_unit(test_x), clf)
@@ -194,7 +210,8 @@ def run(args, conditional=False, extra_eval=None):
     with sg.no_grad():
         final = to_unit(model(fixed_z, fixed_y).numpy())
     plots.image_grid(final.reshape(-1, 28, 28), os.path.join(args.out, "samples.png"), nrow=10,
-                     title=("rows: labels 0-9, columns: the same z" if k else "samples"))
+                     title=("rows: labels 0-9, columns: the same z" if k else
+                            "rows: the code c, columns: the same noise" if args.info_codes else "samples"))
     adversarial_curves(log, os.path.join(args.out, "curves.png"), title=os.path.basename(args.out))
     metrics.nearest_neighbour_grid(draw(model, 10), to_unit(train_x), os.path.join(args.out, "nearest_neighbours.png"),
                                    k=5, title="samples (left) and their 5 nearest training digits")

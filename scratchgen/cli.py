@@ -215,7 +215,7 @@ def cmd_train(args):
     loader = DataLoader(spec.train_dataset(), batch_size=int(cfg["batch_size"]), shuffle=True,
                         drop_last=False, seed=int(cfg["seed"]))
     metric, mode = spec.monitor
-    stopper = EarlyStopping(metric, mode, patience=cfg.get("patience", spec.patience))
+    stopper = EarlyStopping(metric, mode, patience=cfg.get("patience", spec.patience) or None)  # 0: never stop
 
     start_epoch = 0
     if args.resume:
@@ -346,7 +346,7 @@ def build_parser():
                         "model's choice, else all cores)")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>-<timestamp>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    t.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    t.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: never stop early)")
     t.add_argument("--limit-train", type=int, dest="limit_train", metavar="N",
                    help="train on the first N training examples only")
     t.add_argument("--limit-eval", type=int, dest="limit_eval", metavar="N",

@@ -40,6 +40,15 @@ def test_gan_example_with_ema_dropout_lr_decay_and_top_k(tmp_path):
     assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_gan_example_as_infogan(tmp_path):
+    out = tmp_path / "infogan"
+    run_example("gan_mnist.py", "--epochs", 1, "--max-steps", 3, "--limit-train", 256, "--eval-samples", 0,
+                "--parzen-samples", 0, "--info-codes", 10, "--out", out)
+    rows = records(out / "metrics.jsonl")
+    assert abs(rows[0]["train_info_loss"] - 2.303) < 0.5    # a 10-way code starts near log 10
+    assert json.loads((out / "results.json").read_text())["info_codes"] == 10
+
+
 def test_made_example_with_ema(tmp_path):
     data = os.environ.get("SCRATCHGEN_DATA")
     if not data or not (Path(data) / "binarized_mnist").is_dir():

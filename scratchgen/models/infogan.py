@@ -1,0 +1,110 @@
+"""InfoGAN (Chen, Duan, Houthooft, Schulman, Sutskever, Abbeel 2016): a GAN whose noise carries
+a categorical code c that the generator must make readable from its samples.
+
+    z = [z_noise, onehot(c)],   c ~ Cat(K) uniform,   x = G(z)
+
+    min_{G,Q} max_D  V(D, G) - lambda * L_I(G, Q)                                   (5)
+    L_I(G, Q) = E_{c, x ~ G(z)}[log Q(c | x)] + H(c)  <=  I(c; G(z))                (4)
+
+Q(c | x) shares D's hidden layers and adds one linear head of K logits (Sec. 6). Both players
+minimise lambda * CE(Q(G(z)), c) on top of their GAN losses (H(c) is a constant), lambda = 1
+for discrete codes. No labels are used: on MNIST the code tends to pick up the digit class,
+which gives the generator ten separate regions of z to work from instead of one connected one,
+so fewer samples fall between two digits.
+"""
+from .. import nn
+from ..creation import randn
+from ..losses import cross_entropy
+from ..ops.shape import concatenate
+from ..random import rng
+from .gan import (ACTIVATIONS, GAN, MNIST_DEFAULTS, Generator, MNISTAdversarialSpec, gan_discriminator_loss,
+                  gan_generator_loss, most_realistic, one_hot)
+from .registry import register
+
+
+class InfoDiscriminator(nn.Module):
+    """D(x) and Q(c | x) on one body: in_dim -> hidden... (activation, dropout) -> a 1-logit head
+    for D and a `codes`-logit head for Q. Called as D(x) it returns D's logits (N,), so it plays
+    the discriminator of a plain GAN; `heads(x)` returns both."""
+
+    def __init__(self, in_dim=784, hidden=(256, 256), codes=10, activation="leaky_relu", dropout=0.0):
+        super().__init__()
+        layers, sizes = [], [in_dim, *hidden]
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()] + ([nn.Dropout(dropout)] if dropout else [])
+        self.body = nn.Sequential(*layers)
+        self.d_head = nn.Linear(sizes[-1], 1)
+        self.q_head = nn.Linear(sizes[-1], codes)
+
+    def heads(self, x):
+        h = self.body(x)
+        return self.d_head(h).reshape(x.shape[0]), self.q_head(h)
+
+    def forward(self, x):
+        return self.heads(x)[0]
+
+
+class InfoGAN(GAN):
+    """A GAN with a categorical code in the last `codes` entries of its latent_dim-dimensional z.
+
+    `noise(n)` draws the codes and keeps them (`last_codes`); the two losses, which the
+    training loop calls right after generating from that noise, read them back. So any loop
+    that trains a GAN (train_step, the examples) trains an InfoGAN unchanged.
+    """
+
+    def __init__(self, generator, discriminator, latent_dim, codes=10, info_weight=1.0, **gan_options):
+        super().__init__(generator, discriminator, latent_dim, **gan_options)
+        if not 2 <= codes < latent_dim:
+            raise ValueError(f"codes must be in [2, latent_dim={latent_dim}), got {codes}")
+        if not hasattr(discriminator, "heads"):
+            raise TypeError(f"InfoGAN needs a discriminator with a Q head (InfoDiscriminator), "
+                            f"got {type(discriminator).__name__}")
+        self.codes, self.info_weight = codes, float(info_weight)
+        self.last_codes = None
+
+    def noise(self, n, like=None, codes=None):
+        """z = [N(0, I) noise of latent_dim - K entries, onehot(c)], c uniform unless given."""
+        dtype = like.dtype if like is not None else self.generator_dtype()
+        device = None if like is None else like.device
+        c = rng().integers(0, self.codes, n) if codes is None else codes
+        noise = randn(n, self.latent_dim - self.codes, dtype=dtype, device=device)
+        self.last_codes = noise.xp.asarray(c).astype("int64")
+        return concatenate([noise, one_hot(self.last_codes, self.codes, dtype, like=noise)], axis=1)
+
+    def generator_dtype(self):
+        return next(self.generator.parameters()).dtype
+
+    def info_loss(self, q_logits):
+        """-E log Q(c | G(z)) for the codes of the last noise drawn: L_I up to the constant H(c)."""
+        if self.last_codes is None or len(self.last_codes) != q_logits.shape[0]:
+            raise RuntimeError("InfoGAN's losses read the codes of the last noise(n) call: generate the "
+                               "fake batch from model.noise(n) right before the loss")
+        return cross_entropy(q_logits, self.last_codes)
+
+    def discriminator_loss(self, real, fake, labels=None):
+        real_logits = self.discriminator(real)
+        fake_logits, q_logits = self.discriminator.heads(fake)
+        gan_loss = gan_discriminator_loss(real_logits, fake_logits, self.label_smoothing)
+        info = self.info_loss(q_logits)
+        return gan_loss + self.info_weight * info, {"d_loss": gan_loss, "info_loss": info,
+                                                     **self.readouts(real_logits, fake_logits)}
+
+    def generator_loss(self, fake, labels=None):
+        fake_logits, q_logits = self.discriminator.heads(fake)
+        return (gan_generator_loss(most_realistic(fake_logits, self.top_k), self.saturating)
+                + self.info_weight * self.info_loss(q_logits))
+
+
+@register("infogan")
+class InfoGANSpec(MNISTAdversarialSpec):
+    description = "InfoGAN on MNIST (Chen et al. 2016): the MLP GAN with a 10-way code in z and a Q head on D"
+    defaults = dict(MNIST_DEFAULTS, codes=10, info_weight=1.0)
+    monitor = ("valid_fid", "min")
+
+    def build(self):
+        c = self.config
+        G = Generator(c["latent_dim"], c["g_hidden"], 784, activation="relu", output="tanh")
+        D = InfoDiscriminator(784, c["d_hidden"], codes=c["codes"], activation="leaky_relu",
+                              dropout=c.get("d_dropout", 0.0))
+        return InfoGAN(G, D, c["latent_dim"], codes=c["codes"], info_weight=c["info_weight"],
+                       generator_loss=c["generator_loss"], label_smoothing=c["label_smoothing"])
