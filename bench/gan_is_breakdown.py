@@ -34,6 +34,9 @@ def main():
     p.add_argument("--samples", type=int, default=10000)
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--psi", type=float, nargs="+", default=[1.0, 0.9, 0.8, 0.7, 0.5])
+    p.add_argument("--info-codes", type=int, default=0,
+                   help="an InfoGAN checkpoint (examples/gan_mnist.py --info-codes K): the last K entries of z "
+                        "are a one-hot code, drawn uniformly and never truncated")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
 
@@ -46,11 +49,22 @@ def main():
         ema.copy_to()
     clf = metrics.mnist_classifier()
     print("real test digits:", breakdown(clf.probs(load_mnist("test")[0])))
-    z = np.random.default_rng(args.seed).standard_normal((args.samples, args.latent_dim)).astype(np.float32)
+    rng = np.random.default_rng(args.seed)
+    z = rng.standard_normal((args.samples, args.latent_dim)).astype(np.float32)
+    scale = np.ones(args.latent_dim, np.float32)
+    if args.info_codes:
+        z[:, -args.info_codes:] = np.eye(args.info_codes, dtype=np.float32)[rng.integers(0, args.info_codes, args.samples)]
     for psi in args.psi:
+        scale[:args.latent_dim - args.info_codes] = psi
         with sg.no_grad():
-            x = (np.clip(G(sg.tensor(z * psi)).numpy(), -1, 1) + 1) / 2
-        print(f"samples, z * {psi}: FID(test) {metrics.mnist_fid(x, 'test', clf):.2f}", breakdown(clf.probs(x)))
+            x = (np.clip(G(sg.tensor(z * scale)).numpy(), -1, 1) + 1) / 2
+        probs = clf.probs(x)
+        extra = {}
+        if args.info_codes:   # how far the code has become the digit: the majority class's share within each code
+            codes, classes = z[:, -args.info_codes:].argmax(1), probs.argmax(1)
+            extra["code_purity"] = float(sum(np.bincount(classes[codes == c], minlength=10).max()
+                                             for c in range(args.info_codes) if (codes == c).any()) / len(z))
+        print(f"samples, z * {psi}: FID(test) {metrics.mnist_fid(x, 'test', clf):.2f}", breakdown(probs), extra)
 
 
 if __name__ == "__main__":

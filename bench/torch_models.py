@@ -245,14 +245,15 @@ def _check_main(args):
 
 # -- reference NICE training run --------------------------------------------------------------------
 @torch.no_grad()
-def log_likelihood(model, x, batch=1000):
+def log_likelihood(model, x, batch=1000, device="cpu"):
     """Average log-likelihood in nats of float32 array x."""
-    return sum(float(model.log_prob(torch.from_numpy(x[i:i + batch])).sum()) for i in range(0, len(x), batch)) / len(x)
+    return sum(float(model.log_prob(torch.from_numpy(x[i:i + batch]).to(device)).sum())
+               for i in range(0, len(x), batch)) / len(x)
 
 
 def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, seed=0, num_couplings=4,
                      hidden=1000, hidden_layers=5, limit_train=None, limit_eval=None, threads=None,
-                     init_from_scratchgen=True, log=print):
+                     init_from_scratchgen=True, device="cpu", log=print):
     """Train TorchNICE on dequantized MNIST (50k train / 10k valid / 10k test) as examples/nice_mnist.py
     does; return the results dict. Writes out/metrics.jsonl (one line per epoch) and out/results.json."""
     from scratchgen.data import dequantize, load_mnist
@@ -279,6 +280,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
                                 NICE(784, num_couplings, hidden, hidden_layers, "logistic", "additive"))
     else:
         model = TorchNICE(784, num_couplings, hidden, hidden_layers)
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-4)
     noise = np.random.default_rng(seed + 1)
     metrics_path = os.path.join(out, "metrics.jsonl") if out else None
@@ -294,7 +296,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
         order = np.random.default_rng([seed, epoch - 1]).permutation(n)   # as scratchgen's DataLoader
         loss_sum = 0.0
         for b in range(0, n, batch_size):
-            x = torch.from_numpy(dequantize(train_u8[order[b:b + batch_size]], noise))  # fresh noise
+            x = torch.from_numpy(dequantize(train_u8[order[b:b + batch_size]], noise)).to(device)  # fresh noise
             opt.zero_grad()
             loss = model.loss(x)
             loss.backward()
@@ -305,7 +307,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
             loss_sum += value * len(x)
         train_time = time.perf_counter() - t0
         model.eval()
-        valid_ll = log_likelihood(model, valid)
+        valid_ll = log_likelihood(model, valid, device=device)
         record = {"epoch": epoch, "train_loss": loss_sum / n, "valid_ll": valid_ll,
                   "valid_bits_per_dim": bits_per_dim(valid_ll), "lr": lr,
                   "time_s": round(time.perf_counter() - t0, 4), "train_time_s": round(train_time, 4),
@@ -332,7 +334,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
     train_time = time.time() - start
     if best_state is not None:
         model.load_state_dict(best_state)
-    test_ll = log_likelihood(model, test)
+    test_ll = log_likelihood(model, test, device=device)
     results = {"framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
                "test_ll_nats": test_ll, "test_bits_per_dim": bits_per_dim(test_ll), "best_valid_ll": best,
                "best_epoch": best_epoch, "epochs_run": epoch, "train_time_s": round(train_time, 1),
@@ -370,6 +372,7 @@ def main(argv=None):
     n.add_argument("--limit-eval", type=int, default=None, help="first N valid/test images only (smoke tests)")
     n.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     n.add_argument("--torch-init", action="store_true", help="torch's own init instead of scratchgen's weights")
+    n.add_argument("--device", default="cpu", help="torch device, e.g. cuda (for a twin of nice_mnist.py --device cuda)")
     n.add_argument("--out", default="runs/torch_nice")
     # VAE, GAN and WGAN-GP twins live in their own files; their subcommands are reachable from here too.
     import torch_gan
@@ -385,7 +388,7 @@ def main(argv=None):
     print(json.dumps(train_torch_nice(args.epochs, args.out, args.batch_size, args.lr, args.patience or None,
                                       args.seed, args.couplings, args.hidden, args.hidden_layers,
                                       args.limit_train, args.limit_eval, args.threads,
-                                      not args.torch_init), indent=2))
+                                      not args.torch_init, args.device), indent=2))
     return 0
 
 

@@ -61,6 +61,8 @@ def parser(description):
     p.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation FID (0: run every epoch)")
     p.add_argument("--d-dropout", type=float, default=0.0, help="dropout after D's hidden layers (0: none)")
+    p.add_argument("--d-spectral-norm", action="store_true",
+                   help="spectral normalisation of D's layers (Miyato et al. 2018)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="evaluate G with an exponential moving average of its weights, this decay (0: off)")
     p.add_argument("--lr-decay-start", type=int, default=0,
@@ -117,11 +119,14 @@ def run(args, conditional=False, extra_eval=None):
         raise SystemExit("--info-codes is for the unconditional GAN: the conditional one is told the class")
     G = Generator(args.latent_dim, (256, 256), 784, num_classes=k, activation="relu", output="tanh")
     game = dict(label_smoothing=args.label_smoothing, generator_loss="saturating" if args.saturating else "non_saturating")
+    if args.info_codes and args.d_spectral_norm:
+        raise SystemExit("--d-spectral-norm is not available with --info-codes")
     if args.info_codes:   # the same D body and logit, plus Q's head of K logits on its last hidden layer
         D = InfoDiscriminator(784, (256, 256), codes=args.info_codes, activation="leaky_relu", dropout=args.d_dropout)
         model = InfoGAN(G, D, args.latent_dim, codes=args.info_codes, info_weight=args.info_weight, **game)
     else:
-        D = Discriminator(784, (256, 256), num_classes=k, activation="leaky_relu", dropout=args.d_dropout)
+        D = Discriminator(784, (256, 256), num_classes=k, activation="leaky_relu", dropout=args.d_dropout,
+                          spectral_norm=args.d_spectral_norm)
         model = GAN(G, D, args.latent_dim, num_classes=k, **game)
     betas = (args.beta1, 0.999)
     opt = AdversarialOptimizer(optim.Adam(G.parameters(), lr=args.lr, betas=betas),

@@ -26,11 +26,11 @@ def records(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_gan_example_with_ema_dropout_lr_decay_and_top_k(tmp_path):
+def test_gan_example_with_ema_dropout_lr_decay_top_k_and_spectral_norm(tmp_path):
     out = tmp_path / "gan"
     run_example("gan_mnist.py", "--epochs", 3, "--max-steps", 3, "--limit-train", 256, "--eval-samples", 0,
                 "--parzen-samples", 0, "--label-smoothing", 0.1, "--ema", 0.9, "--d-dropout", 0.5,
-                "--lr-decay-start", 2, "--top-k-min", 0.5, "--top-k-decay", 0.6, "--out", out)
+                "--lr-decay-start", 2, "--top-k-min", 0.5, "--top-k-decay", 0.6, "--d-spectral-norm", "--out", out)
     rows = records(out / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert [r["lr"] for r in rows] == pytest.approx([2e-4, 2e-4, 2e-4 / 2])   # linear to 0 after the last epoch

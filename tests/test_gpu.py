@@ -164,6 +164,24 @@ def test_state_dict_round_trip_between_devices(cp, tmp_path):
                                    cpu_model.log_prob(sg.tensor(x)).numpy(), rtol=1e-12)
 
 
+def test_made_mask_resampling_on_gpu_builds_the_cpu_masks(cp):
+    on_cpu = MADE(7, [9, 8], num_masks=3, natural_ordering=False, direct_connection=True, dtype=np.float64)
+    on_gpu = MADE(7, [9, 8], num_masks=3, natural_ordering=False, direct_connection=True, dtype=np.float64)
+    on_gpu.load_state_dict(on_cpu.state_dict())
+    on_gpu.to("cuda")
+    for k in (1, 2, 0):
+        on_cpu.set_mask(k)
+        on_gpu.set_mask(k)
+        for a, b in zip(on_cpu.modules(), on_gpu.modules()):
+            if hasattr(a, "mask"):
+                assert b.mask.device == "cuda"
+                np.testing.assert_array_equal(b.mask.numpy(), a.mask.numpy())
+    x = binary(4, 7)
+    with sg.no_grad():
+        np.testing.assert_allclose(on_gpu.log_prob(sg.tensor(x, device="cuda")).numpy(),
+                                   on_cpu.log_prob(sg.tensor(x)).numpy(), rtol=1e-12)
+
+
 def test_sampling_on_gpu_matches_the_cpu_for_a_seed(cp):
     made = MADE(6, [8], dtype=np.float64)
     on_cpu = made.sample(5, generator=Generator(1)).numpy()

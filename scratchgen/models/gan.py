@@ -52,12 +52,13 @@ ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh":
                "elu": nn.ELU, "softplus": nn.Softplus}
 
 
-def mlp(sizes, activation="relu", output=None, dropout=0.0):
+def mlp(sizes, activation="relu", output=None, dropout=0.0, spectral_norm=False):
     """Linear layers between consecutive `sizes`, `activation` (then dropout, if any) after every
-    hidden one and `output` ('tanh', 'sigmoid' or None) after the last."""
+    hidden one and `output` ('tanh', 'sigmoid' or None) after the last; spectral_norm wraps
+    every Linear in nn.SpectralNorm."""
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
+        layers.append(nn.SpectralNorm(nn.Linear(n_in, n_out)) if spectral_norm else nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
             if dropout:
@@ -98,12 +99,14 @@ class Discriminator(nn.Module):
     """D(x) or D(x | y) = net([x, onehot(y)]): an MLP from data to one real number per example
     (a logit for the GAN, the critic's value for WGAN). Returns shape (N,). `dropout` after each
     hidden layer, as in Goodfellow et al.'s and Mirza & Osindero's discriminators (GAN only: it
-    would make a WGAN-GP critic's gradient penalty random)."""
+    would make a WGAN-GP critic's gradient penalty random). `spectral_norm`: every layer runs
+    with W / sigma(W) (Miyato et al. 2018)."""
 
-    def __init__(self, in_dim=784, hidden=(256, 256), num_classes=0, activation="leaky_relu", dropout=0.0):
+    def __init__(self, in_dim=784, hidden=(256, 256), num_classes=0, activation="leaky_relu", dropout=0.0,
+                 spectral_norm=False):
         super().__init__()
         self.in_dim, self.num_classes = in_dim, num_classes
-        self.net = mlp([in_dim + num_classes, *hidden, 1], activation, dropout=dropout)
+        self.net = mlp([in_dim + num_classes, *hidden, 1], activation, dropout=dropout, spectral_norm=spectral_norm)
 
     def forward(self, x, y=None):
         out = self.net(_condition(x, y, self.num_classes))
@@ -364,7 +367,8 @@ class MNISTAdversarialSpec(AdversarialSpec):
         c = self.config
         k = 10 if self.conditional else 0
         G = Generator(c["latent_dim"], c["g_hidden"], 784, num_classes=k, activation="relu", output="tanh")
-        D = Discriminator(784, c["d_hidden"], num_classes=k, activation="leaky_relu", dropout=c.get("d_dropout", 0.0))
+        D = Discriminator(784, c["d_hidden"], num_classes=k, activation="leaky_relu", dropout=c.get("d_dropout", 0.0),
+                          spectral_norm=c.get("d_spectral_norm", False))
         return self.objective(G, D, k)
 
     def objective(self, G, D, num_classes):
@@ -479,7 +483,8 @@ def adversarial_curves(metrics, path, title=None):
 
 
 MNIST_DEFAULTS = dict(epochs=100, batch_size=64, lr=2e-4, betas=[0.5, 0.999], latent_dim=64,
-                      g_hidden=[256, 256], d_hidden=[256, 256], d_dropout=0.0, generator_loss="non_saturating",
+                      g_hidden=[256, 256], d_hidden=[256, 256], d_dropout=0.0, d_spectral_norm=False,
+                      generator_loss="non_saturating",
                       label_smoothing=0.0, n_critic=1, metric="fid", eval_samples=5000, parzen_samples=10000,
                       limit_train=None, limit_eval=None)
 

@@ -131,8 +131,9 @@ class MADESpec(ModelSpec):
     description = "MADE on binarized MNIST (Larochelle split), exact NLL in nats"
     dataset = "binarized_mnist"
     # A random ordering, the direct connection, weight decay 1e-3 and a step decay at epoch 90
-    # (90.97 nats with one mask, best epoch 94, bench/RESULTS.md). The best single-mask model
-    # there, 87.7 nats: --set hidden=[3000] natural_ordering=true weight_decay=2e-3 ema=0.999.
+    # (90.97 nats with one mask, best epoch 94, bench/RESULTS.md). The best single-mask models
+    # there, 87.5-87.7 nats: --set hidden=[4000] natural_ordering=true weight_decay=2e-3 ema=0.999
+    # (3000 units on the CPU, 4000 on a GPU).
     defaults = dict(epochs=100, batch_size=100, lr=1e-3, hidden=[500], num_masks=1, resample_every=1,
                     natural_ordering=False, direct_connection=True, weight_decay=1e-3, lr_step=90)
     monitor = ("valid_nll", "min")

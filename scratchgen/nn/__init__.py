@@ -9,3 +9,5 @@ from .conv import (  # noqa: F401
     Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, Upsample, BatchNorm2d, Residual, ResidualBlock,
 )
 from .masked_conv import MaskedConv2d  # noqa: F401
+from .spectral_norm import SpectralNorm, spectral_norm  # noqa: F401
+from . import utils  # noqa: F401
