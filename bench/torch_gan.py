@@ -55,10 +55,11 @@ RECIPES = {"gan": dict(lr=2e-4, betas=(0.5, 0.999), batch_size=64, n_critic=1),
            "wgan_gp": dict(lr=1e-4, betas=(0.5, 0.9), batch_size=5 * 64, n_critic=5, gp_weight=10.0)}
 
 
-def mlp(sizes, hidden_act, output=None, dropout=0.0):
+def mlp(sizes, hidden_act, output=None, dropout=0.0, spectral_norm=False):
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(tnn.Linear(n_in, n_out))
+        # torch.nn.utils.spectral_norm: the same power iteration as scratchgen's (v, then u, per training forward)
+        layers.append(torch.nn.utils.spectral_norm(tnn.Linear(n_in, n_out)) if spectral_norm else tnn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(hidden_act())
             if dropout:
@@ -78,9 +79,9 @@ class TorchGenerator(tnn.Module):
 
 
 class TorchDiscriminator(tnn.Module):
-    def __init__(self, in_dim=784, hidden=(256, 256), dropout=0.0):
+    def __init__(self, in_dim=784, hidden=(256, 256), dropout=0.0, spectral_norm=False):
         super().__init__()
-        self.net = mlp([in_dim, *hidden, 1], lambda: tnn.LeakyReLU(0.2), dropout=dropout)
+        self.net = mlp([in_dim, *hidden, 1], lambda: tnn.LeakyReLU(0.2), dropout=dropout, spectral_norm=spectral_norm)
 
     def forward(self, x):
         return self.net(x).reshape(-1)
@@ -97,12 +98,13 @@ class TorchGAN(tnn.Module):
     """The two players and the objective ('gan' or 'wgan_gp'), as scratchgen's GAN / WGANGP."""
 
     def __init__(self, objective="gan", latent_dim=64, gp_weight=10.0, n_critic=None, label_smoothing=0.0,
-                 d_dropout=0.0):
+                 d_dropout=0.0, d_spectral_norm=False):
         super().__init__()
         self.objective, self.latent_dim, self.gp_weight = objective, latent_dim, gp_weight
         self.label_smoothing = label_smoothing   # GAN only: one-sided, real targets 1 - s
         self.n_critic = n_critic or RECIPES[objective]["n_critic"]
-        self.generator, self.discriminator = TorchGenerator(latent_dim), TorchDiscriminator(dropout=d_dropout)
+        self.generator = TorchGenerator(latent_dim)
+        self.discriminator = TorchDiscriminator(dropout=d_dropout, spectral_norm=d_spectral_norm)
 
     def discriminator_loss(self, real, fake, eps=None):
         """(loss, stats): stats are floats, mean D(x) / D(G(z)) (probabilities for the GAN, critic
@@ -127,14 +129,25 @@ class TorchGAN(tnn.Module):
         return TF.softplus(-a).mean() if self.objective == "gan" else -a.mean()
 
 
-def gan_pair(objective="gan", latent_dim=64, d_dropout=0.0):
-    """(scratchgen GAN or WGANGP, identical TorchGAN), the scratchgen one built from the global generator."""
+def gan_pair(objective="gan", latent_dim=64, d_dropout=0.0, d_spectral_norm=False):
+    """(scratchgen GAN or WGANGP, identical TorchGAN), the scratchgen one built from the global generator.
+    With spectral norm, u and v are copied too, so both start from the same estimate."""
     from scratchgen.models.gan import Discriminator, Generator
     from scratchgen.models.wgan import make_objective
     G = Generator(latent_dim, (256, 256), 784, activation="relu", output="tanh")
-    D = Discriminator(784, (256, 256), activation="leaky_relu", dropout=d_dropout)
+    D = Discriminator(784, (256, 256), activation="leaky_relu", dropout=d_dropout, spectral_norm=d_spectral_norm)
     sgm = make_objective(objective, G, D, latent_dim)
-    return sgm, from_scratchgen(TorchGAN(objective, latent_dim, n_critic=sgm.n_critic, d_dropout=d_dropout), sgm)
+    twin = TorchGAN(objective, latent_dim, n_critic=sgm.n_critic, d_dropout=d_dropout, d_spectral_norm=d_spectral_norm)
+    renamed = {".module.weight": ".weight_orig", ".module.bias": ".bias", ".u": ".weight_u", ".v": ".weight_v"}
+    state = {}
+    for k, v in sgm.state_dict().items():
+        for ours, theirs in renamed.items():
+            if d_spectral_norm and k.startswith("discriminator.") and k.endswith(ours):
+                k = k[:-len(ours)] + theirs
+                break
+        state[k] = torch.from_numpy(np.array(v, dtype=np.float32))
+    twin.load_state_dict(state, strict=True)
+    return sgm, twin
 
 
 class TorchEMA:
@@ -355,7 +368,8 @@ def train(args, log=print):
     train_x, _ = mnist("train", args.limit_train)
     valid_x, _ = mnist("valid")
     test_x, _ = mnist("test")
-    _, model = gan_pair(objective, d_dropout=args.d_dropout)   # scratchgen's initial weights under this seed
+    _, model = gan_pair(objective, d_dropout=args.d_dropout,   # scratchgen's initial weights under this seed
+                        d_spectral_norm=args.d_spectral_norm)
     model.label_smoothing = args.label_smoothing
     rng = sg.random.rng()                     # ... and its global stream from here on
     if objective == "gan":
@@ -470,6 +484,7 @@ def add_parsers(sub, check_name="check", train_name="train", objective=None):
     t.add_argument("--parzen-samples", type=int, default=10000, help="samples for the Parzen window (0: skip)")
     t.add_argument("--label-smoothing", type=float, default=0.0, help="GAN: one-sided, real targets 1 - s")
     t.add_argument("--d-dropout", type=float, default=0.0, help="GAN: dropout after D's hidden layers")
+    t.add_argument("--d-spectral-norm", action="store_true", help="GAN: spectral normalisation of D's layers")
     t.add_argument("--ema", type=float, default=0.0, help="evaluate G's exponential moving average, this decay")
     t.add_argument("--lr-decay-start", type=int, default=0,
                    help="from this epoch on, decay both lrs linearly to zero at the last epoch (0: constant)")
