@@ -107,6 +107,14 @@ def test_gan_spec_averages_only_the_generator():
     assert create("gan", {"metric": "none"}).make_ema(model) is None
 
 
+def test_gan_spec_puts_spectral_norm_in_the_discriminator_only_when_asked():
+    from scratchgen.nn import SpectralNorm
+    count = lambda m: sum(isinstance(x, SpectralNorm) for x in m.modules())  # noqa: E731
+    model = create("gan", {"d_spectral_norm": True, "metric": "none"}).build()
+    assert count(model.discriminator) == 3 and count(model.generator) == 0
+    assert count(create("gan", {"metric": "none"}).build()) == 0
+
+
 def test_data_list(capsys):
     assert cli.main(["data", "list"]) == 0
     out = capsys.readouterr().out
