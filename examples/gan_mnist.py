@@ -121,10 +121,9 @@ def run(args, conditional=False, extra_eval=None):
         raise SystemExit("--info-codes is for the unconditional GAN: the conditional one is told the class")
     G = Generator(args.latent_dim, (256, 256), 784, num_classes=k, activation="relu", output="tanh")
     game = dict(label_smoothing=args.label_smoothing, generator_loss="saturating" if args.saturating else "non_saturating")
-    if args.info_codes and args.d_spectral_norm:
-        raise SystemExit("--d-spectral-norm is not available with --info-codes")
     if args.info_codes:   # the same D body and logit, plus Q's head of K logits on its last hidden layer
-        D = InfoDiscriminator(784, (256, 256), codes=args.info_codes, activation="leaky_relu", dropout=args.d_dropout)
+        D = InfoDiscriminator(784, (256, 256), codes=args.info_codes, activation="leaky_relu", dropout=args.d_dropout,
+                              spectral_norm=args.d_spectral_norm)
         model = InfoGAN(G, D, args.latent_dim, codes=args.info_codes, info_weight=args.info_weight, **game)
     else:
         D = Discriminator(784, (256, 256), num_classes=k, activation="leaky_relu", dropout=args.d_dropout,

@@ -48,12 +48,13 @@ def test_losses_are_the_gan_losses_plus_lambda_times_the_code_cross_entropy():
     def affine(h, layer):
         return h @ layer.weight.detach().numpy().T + layer.bias.detach().numpy()
 
-    def by_hand(x):   # body: Linear, LeakyReLU(0.2), Linear, LeakyReLU(0.2); then the two heads
+    def by_hand(x):   # Linear, LeakyReLU(0.2), Linear, LeakyReLU(0.2), Linear; column 0 is D, the rest Q
         h = x
-        for layer in (D.body[0], D.body[2]):
+        for layer in (D.net[0], D.net[2]):
             h = affine(h, layer)
             h = np.where(h > 0, h, 0.2 * h)
-        return affine(h, D.d_head)[:, 0], affine(h, D.q_head)
+        out = affine(h, D.net[4])
+        return out[:, 0], out[:, 1:]
 
     d_real, _ = by_hand(real.numpy())
     d_fake, q_fake = by_hand(fake.numpy())

@@ -8,37 +8,33 @@ a categorical code c that the generator must make readable from its samples.
 
 Q(c | x) shares D's hidden layers and adds one linear head of K logits (Sec. 6). Both players
 minimise lambda * CE(Q(G(z)), c) on top of their GAN losses (H(c) is a constant), lambda = 1
-for discrete codes. No labels are used: on MNIST the code tends to pick up the digit class,
-which gives the generator ten separate regions of z to work from instead of one connected one,
-so fewer samples fall between two digits.
+for discrete codes. No labels are used; the paper's MNIST code picks up the digit class (with
+convolutional networks), which would give G ten separate regions of z instead of one connected
+one. With the MLPs here it only half does (bench/RESULTS.md).
 """
 from .. import nn
 from ..creation import randn
 from ..losses import cross_entropy
 from ..ops.shape import concatenate
 from ..random import rng
-from .gan import (ACTIVATIONS, GAN, MNIST_DEFAULTS, Generator, MNISTAdversarialSpec, gan_discriminator_loss,
-                  gan_generator_loss, most_realistic, one_hot)
+from .gan import (GAN, MNIST_DEFAULTS, Generator, MNISTAdversarialSpec, gan_discriminator_loss, gan_generator_loss,
+                  mlp, most_realistic, one_hot)
 from .registry import register
 
 
 class InfoDiscriminator(nn.Module):
-    """D(x) and Q(c | x) on one body: in_dim -> hidden... (activation, dropout) -> a 1-logit head
-    for D and a `codes`-logit head for Q. Called as D(x) it returns D's logits (N,), so it plays
-    the discriminator of a plain GAN; `heads(x)` returns both."""
+    """D(x) and Q(c | x) on one body: the Discriminator's MLP with `codes` more outputs on its last
+    layer, column 0 D's logit and the rest Q's logits. Called as D(x) it returns D's logits (N,),
+    so it plays the discriminator of a plain GAN; `heads(x)` returns both."""
 
-    def __init__(self, in_dim=784, hidden=(256, 256), codes=10, activation="leaky_relu", dropout=0.0):
+    def __init__(self, in_dim=784, hidden=(256, 256), codes=10, activation="leaky_relu", dropout=0.0,
+                 spectral_norm=False):
         super().__init__()
-        layers, sizes = [], [in_dim, *hidden]
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()] + ([nn.Dropout(dropout)] if dropout else [])
-        self.body = nn.Sequential(*layers)
-        self.d_head = nn.Linear(sizes[-1], 1)
-        self.q_head = nn.Linear(sizes[-1], codes)
+        self.net = mlp([in_dim, *hidden, 1 + codes], activation, dropout=dropout, spectral_norm=spectral_norm)
 
     def heads(self, x):
-        h = self.body(x)
-        return self.d_head(h).reshape(x.shape[0]), self.q_head(h)
+        out = self.net(x)
+        return out[:, 0], out[:, 1:]
 
     def forward(self, x):
         return self.heads(x)[0]
@@ -105,6 +101,6 @@ class InfoGANSpec(MNISTAdversarialSpec):
         c = self.config
         G = Generator(c["latent_dim"], c["g_hidden"], 784, activation="relu", output="tanh")
         D = InfoDiscriminator(784, c["d_hidden"], codes=c["codes"], activation="leaky_relu",
-                              dropout=c.get("d_dropout", 0.0))
+                              dropout=c.get("d_dropout", 0.0), spectral_norm=c.get("d_spectral_norm", False))
         return InfoGAN(G, D, c["latent_dim"], codes=c["codes"], info_weight=c["info_weight"],
                        generator_loss=c["generator_loss"], label_smoothing=c["label_smoothing"])

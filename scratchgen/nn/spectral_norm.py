@@ -46,15 +46,18 @@ class SpectralNorm(Module):
             raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
         self.module, self.n_power_iterations, self.eps = module, int(n_power_iterations), float(eps)
         w = np.asarray(weight.detach().cpu().numpy(), dtype=np.float64).reshape(weight.shape[0], -1)
-        draw = rng(generator)
-        u = _normalize(draw.standard_normal(w.shape[0]), eps)
+        u = _normalize(rng(generator).standard_normal(w.shape[0]), eps)
         self.register_buffer("u", u.astype(weight.dtype))
         self.register_buffer("v", _normalize(w.T @ u, eps).astype(weight.dtype))
         self.to(weight.device)
 
+    def _matrix(self):
+        w = self.module.weight.data
+        return w.reshape(w.shape[0], -1)
+
     @no_grad()
     def power_iteration(self):
-        w = self.module.weight.data.reshape(self.module.weight.shape[0], -1)
+        w = self._matrix()
         u, v = self.u.data, self.v.data
         for _ in range(self.n_power_iterations):
             v = _normalize(w.T @ u, self.eps)
@@ -63,8 +66,7 @@ class SpectralNorm(Module):
 
     def sigma(self):
         """The current estimate u^T W v of the largest singular value (a float)."""
-        w = self.module.weight.data.reshape(self.module.weight.shape[0], -1)
-        return float(self.u.data @ w @ self.v.data)
+        return float(self.u.data @ self._matrix() @ self.v.data)
 
     def forward(self, *args, **kwargs):
         if self.training:
