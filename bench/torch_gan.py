@@ -52,6 +52,7 @@ import torch.nn.functional as TF  # noqa: E402
 
 # The recipes: optimizer, batch (n_critic * m rows) and penalty weight of each objective.
 RECIPES = {"gan": dict(lr=2e-4, betas=(0.5, 0.999), batch_size=64, n_critic=1),
+           "hinge": dict(lr=2e-4, betas=(0.5, 0.999), batch_size=64, n_critic=1),   # the GAN, hinge loss
            "wgan_gp": dict(lr=1e-4, betas=(0.5, 0.9), batch_size=5 * 64, n_critic=5, gp_weight=10.0)}
 
 
@@ -110,6 +111,10 @@ class TorchGAN(tnn.Module):
         """(loss, stats): stats are floats, mean D(x) / D(G(z)) (probabilities for the GAN, critic
         values for WGAN-GP), plus the Wasserstein estimate and the penalty for WGAN-GP."""
         a_real, a_fake = self.discriminator(real), self.discriminator(fake)
+        if self.objective == "hinge":
+            loss = TF.relu(1 - a_real).mean() + TF.relu(1 + a_fake).mean()
+            return loss, {"d_loss": loss.item(), "d_real": a_real.detach().mean().item(),
+                          "d_fake": a_fake.detach().mean().item()}
         if self.objective == "gan":
             loss = (TF.binary_cross_entropy_with_logits(a_real, torch.full_like(a_real, 1 - self.label_smoothing))
                     + TF.binary_cross_entropy_with_logits(a_fake, torch.zeros_like(a_fake)))
@@ -347,7 +352,7 @@ def discriminator_scores(model, x, rng):
     probabilities for the GAN, critic values for WGAN-GP."""
     model.eval()   # no dropout in D's diagnostics (as the example)
     fake = model.generator(normal(rng, len(x), model.latent_dim))
-    read = torch.sigmoid if model.objective == "gan" else torch.clone
+    read = torch.sigmoid if model.objective == "gan" else torch.clone   # hinge / WGAN: raw scores
     return {"d_real": read(model.discriminator(torch.from_numpy(x))).mean().item(),
             "d_fake": read(model.discriminator(fake)).mean().item()}
 
@@ -372,7 +377,7 @@ def train(args, log=print):
                         d_spectral_norm=args.d_spectral_norm)
     model.label_smoothing = args.label_smoothing
     rng = sg.random.rng()                     # ... and its global stream from here on
-    if objective == "gan":
+    if objective in ("gan", "hinge"):
         rng.standard_normal((100, model.latent_dim), dtype=np.float32)   # the example's fixed_z for its pictures
     g_opt, d_opt = make_optimizers(model)
     ema = TorchEMA(model.generator.parameters(), args.ema) if args.ema else None
@@ -399,7 +404,7 @@ def train(args, log=print):
             if not math.isfinite(stats["g_loss"]) or not math.isfinite(stats["d_loss"]):
                 raise FloatingPointError(f"loss became non-finite at epoch {epoch}, step {steps}: {stats}")
             # the example averages per step; `fit` (the wgan_gp CLI run) weights by batch rows
-            w = 1 if objective == "gan" else len(real)
+            w = 1 if objective in ("gan", "hinge") else len(real)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * w
             steps, rows = steps + 1, rows + w
@@ -485,6 +490,8 @@ def add_parsers(sub, check_name="check", train_name="train", objective=None):
     t.add_argument("--label-smoothing", type=float, default=0.0, help="GAN: one-sided, real targets 1 - s")
     t.add_argument("--d-dropout", type=float, default=0.0, help="GAN: dropout after D's hidden layers")
     t.add_argument("--d-spectral-norm", action="store_true", help="GAN: spectral normalisation of D's layers")
+    if objective == "gan":
+        t.add_argument("--hinge", action="store_true", help="the hinge loss (examples/gan_mnist.py --hinge)")
     t.add_argument("--ema", type=float, default=0.0, help="evaluate G's exponential moving average, this decay")
     t.add_argument("--lr-decay-start", type=int, default=0,
                    help="from this epoch on, decay both lrs linearly to zero at the last epoch (0: constant)")
@@ -498,6 +505,8 @@ def add_parsers(sub, check_name="check", train_name="train", objective=None):
 
 
 def _default_out(args):
+    if getattr(args, "hinge", False):
+        args.objective = "hinge"
     args.out = args.out or f"runs/{args.objective}_torch"
     return args
 

@@ -14,7 +14,7 @@ pixels scaled to [-1, 1], Adam (lr 2e-4, betas (0.5, 0.999)) for both, batch 64,
 per G step (k = 1), non-saturating generator loss unless --saturating.
 
 Each epoch writes a line to metrics.jsonl (G and D losses, mean D(x) and D(G(z)) on the
-training batches and on validation digits, FID against the validation digits) and a grid of
+training batches and on validation digits, FID against the validation digits, IS of the same samples) and a grid of
 samples from the same 100 noise vectors. At the end: samples.png, curves.png (D scores and
 losses per epoch), nearest_neighbours.png (samples next to their closest training digits), and
 results.json with the test FID, Inception Score and Parzen-window log-likelihood (sigma picked
@@ -36,8 +36,9 @@ import numpy as np
 import scratchgen as sg
 from scratchgen import metrics, optim, plots
 from scratchgen.data import DataLoader, describe_mnist_source, load_mnist, to_symmetric
-from scratchgen.models.gan import GAN, AdversarialOptimizer, Discriminator, Generator, adversarial_curves, train_step
+from scratchgen.models.gan import GAN, AdversarialOptimizer, HingeGAN, Discriminator, Generator, adversarial_curves, train_step
 from scratchgen.models.infogan import InfoDiscriminator, InfoGAN
+from scratchgen.checkpoint import get_rng_state, set_rng_state
 from scratchgen.train import append_jsonl, seed_everything
 
 
@@ -55,6 +56,11 @@ def parser(description):
     p.add_argument("--beta1", type=float, default=0.5)
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--saturating", action="store_true", help="minimax generator loss log(1 - D(G(z)))")
+    p.add_argument("--hinge", action="store_true",
+                   help="the hinge loss of SN-GAN for both players: L_D = E relu(1 - D(x)) + E relu(1 + D(G(z))), "
+                        "L_G = -E D(G(z))")
+    p.add_argument("--n-critic", type=int, default=1,
+                   help="D steps per G step (k of Algorithm 1); each sees --batch-size real digits")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="one-sided: real targets 1 - s")
     p.add_argument("--limit-train", type=int, default=None, help="train on the first N digits")
     p.add_argument("--max-steps", type=int, default=None, help="at most N generator steps per epoch")
@@ -78,6 +84,9 @@ def parser(description):
                         "on D must read back from G's samples (0: a plain GAN)")
     p.add_argument("--info-weight", type=float, default=1.0, help="InfoGAN's lambda")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", default=None,
+                   help="continue from this checkpoint.npz (same options, larger --epochs): the epochs after its "
+                        "epoch run; model selection is over those epochs")
     p.add_argument("--out", default="runs/gan_mnist")
     return p
 
@@ -108,6 +117,32 @@ def discriminator_scores(model, x, y):
         model.discriminator.train()
 
 
+def resume(args, model, opt, ema, loader):
+    """Load a checkpoint written by this script; return (the first epoch to run, the lr decay or None)."""
+    ckpt = sg.load(args.resume)
+    done = int(ckpt["epoch"])
+    if done >= args.epochs:
+        raise SystemExit(f"{args.resume} is at epoch {done}: pass --epochs larger than that to continue")
+    if ema and "ema" not in ckpt:
+        raise SystemExit(f"--ema {args.ema} but {args.resume} has no moving average: resume without --ema")
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    if ema:
+        ema.load_state_dict(ckpt["ema"])
+    loader.epoch = done                  # its shuffles depend on (seed, epoch) only
+    if "rng" in ckpt:                    # noise: the stream the uninterrupted run would have drawn
+        set_rng_state(ckpt["rng"])
+    else:
+        print(f"{args.resume} predates saved RNG states: the noise continues from a fresh seeded stream")
+    decay = None
+    if args.lr_decay_start and done >= args.lr_decay_start:  # where the decay of a run that never stopped is
+        decay = optim.lr_scheduler.LinearLR(opt, 1.0, 0.0, total_iters=args.epochs - args.lr_decay_start + 1)
+        for _ in range(done - args.lr_decay_start + 1):
+            decay.step()
+    print(f"resumed from {args.resume} after epoch {done}; lr {opt.param_groups[0]['lr']:.3g}")
+    return done + 1, decay
+
+
 def run(args, conditional=False, extra_eval=None):
     os.makedirs(args.out, exist_ok=True)
     print("data:", describe_mnist_source())
@@ -120,7 +155,12 @@ def run(args, conditional=False, extra_eval=None):
     if k and args.info_codes:
         raise SystemExit("--info-codes is for the unconditional GAN: the conditional one is told the class")
     G = Generator(args.latent_dim, (256, 256), 784, num_classes=k, activation="relu", output="tanh")
-    game = dict(label_smoothing=args.label_smoothing, generator_loss="saturating" if args.saturating else "non_saturating")
+    if args.hinge and (args.saturating or args.label_smoothing or args.info_codes):
+        raise SystemExit("--hinge replaces both losses: drop --saturating, --label-smoothing and --info-codes")
+    if args.n_critic < 1:
+        raise SystemExit(f"--n-critic must be at least 1, got {args.n_critic}")
+    game = dict(label_smoothing=args.label_smoothing, generator_loss="saturating" if args.saturating else "non_saturating",
+                n_critic=args.n_critic)
     if args.info_codes:   # the same D body and logit, plus Q's head of K logits on its last hidden layer
         D = InfoDiscriminator(784, (256, 256), codes=args.info_codes, activation="leaky_relu", dropout=args.d_dropout,
                               spectral_norm=args.d_spectral_norm)
@@ -128,14 +168,15 @@ def run(args, conditional=False, extra_eval=None):
     else:
         D = Discriminator(784, (256, 256), num_classes=k, activation="leaky_relu", dropout=args.d_dropout,
                           spectral_norm=args.d_spectral_norm)
-        model = GAN(G, D, args.latent_dim, num_classes=k, **game)
+        model = (HingeGAN(G, D, args.latent_dim, num_classes=k, n_critic=args.n_critic) if args.hinge
+                 else GAN(G, D, args.latent_dim, num_classes=k, **game))
     betas = (args.beta1, 0.999)
     opt = AdversarialOptimizer(optim.Adam(G.parameters(), lr=args.lr, betas=betas),
                                optim.Adam(D.parameters(), lr=args.lr, betas=betas))
     print(model)
     ema = optim.EMA(G.parameters(), decay=args.ema) if args.ema else None
     averaged = ema.average_parameters if ema else contextlib.nullcontext   # G's weights for evaluation
-    loader = DataLoader((train_x, train_y), batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    loader = DataLoader((train_x, train_y), batch_size=args.n_critic * args.batch_size, shuffle=True, seed=args.seed)
     fixed_z = model.noise(100)                     # the same noise for every epoch's picture
     fixed_y = np.repeat(np.arange(10), 10) if k else None
     fixed_z = sg.tensor(np.tile(fixed_z.numpy()[:10], (10, 1))) if k else fixed_z  # cGAN: rows = classes
@@ -145,12 +186,12 @@ def run(args, conditional=False, extra_eval=None):
         fixed_z = sg.tensor(z)
     clf = metrics.mnist_classifier() if args.eval_samples else None
     log = os.path.join(args.out, "metrics.jsonl")
-    if os.path.exists(log):
+    if os.path.exists(log) and not args.resume:
         os.remove(log)
+    first, decay = resume(args, model, opt, ema, loader) if args.resume else (1, None)
 
     best = {"fid": float("inf"), "epoch": args.epochs, "state": None}
-    decay = None
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(first, args.epochs + 1):
         t0, sums, steps = time.perf_counter(), {}, 0
         model.top_k = max(args.top_k_min, args.top_k_decay ** (epoch - 1))
         for xb, yb in loader:
@@ -167,8 +208,10 @@ def run(args, conditional=False, extra_eval=None):
         scores = discriminator_scores(model, valid_x[:1000], valid_y[:1000])
         record.update({f"valid_{key}": v for key, v in scores.items()})
         with averaged(), sg.no_grad():
-            if clf is not None:
-                record["valid_fid"] = metrics.mnist_fid(draw(model, args.eval_samples), to_unit(valid_x), clf)
+            if clf is not None:   # the IS of the same samples: the FID picks the epoch, the IS is for the curves
+                samples = draw(model, args.eval_samples)
+                record["valid_fid"] = metrics.mnist_fid(samples, to_unit(valid_x), clf)
+                record["valid_is"] = metrics.mnist_inception_score(samples, clf)[0]
             grid = to_unit(model(fixed_z, fixed_y).numpy())
             if clf is not None and record["valid_fid"] < best["fid"]:
                 best = {"fid": record["valid_fid"], "epoch": epoch,
@@ -188,7 +231,7 @@ def run(args, conditional=False, extra_eval=None):
             break
     last_epoch = epoch
 
-    sg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": last_epoch,
+    sg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": last_epoch, "rng": get_rng_state(),
              **({"ema": ema.state_dict()} if ema else {})}, os.path.join(args.out, "checkpoint.npz"))
     if best["state"] is not None:  # model selection: the epoch with the best validation FID (its G averaged with --ema)
         model.load_state_dict(best["state"])

@@ -115,6 +115,16 @@ def test_gan_spec_puts_spectral_norm_in_the_discriminator_only_when_asked():
     assert count(create("gan", {"metric": "none"}).build()) == 0
 
 
+def test_gan_spec_plays_the_hinge_game_when_asked():
+    from scratchgen.models.gan import GAN, HingeGAN
+    assert isinstance(create("gan", {"loss": "hinge", "metric": "none"}).build(), HingeGAN)
+    assert type(create("gan", {"metric": "none"}).build()) is GAN
+    with pytest.raises(ValueError, match="label_smoothing"):
+        create("gan", {"loss": "hinge", "label_smoothing": 0.1, "metric": "none"}).build()
+    with pytest.raises(ValueError, match="'bce'"):
+        create("gan", {"loss": "wasserstein", "metric": "none"}).build()
+
+
 def test_data_list(capsys):
     assert cli.main(["data", "list"]) == 0
     out = capsys.readouterr().out

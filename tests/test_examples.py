@@ -40,6 +40,33 @@ def test_gan_example_with_ema_dropout_lr_decay_top_k_and_spectral_norm(tmp_path)
     assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_gan_example_with_the_hinge_loss_and_two_critic_steps(tmp_path):
+    out = tmp_path / "hinge"
+    run_example("gan_mnist.py", "--epochs", 1, "--limit-train", 512, "--batch-size", 64, "--eval-samples", 0,
+                "--parzen-samples", 0, "--hinge", "--n-critic", 2, "--d-spectral-norm", "--out", out)
+    row, = records(out / "metrics.jsonl")
+    assert row["steps"] == 512 // (2 * 64)          # one G step per two D steps of 64 digits each
+    assert row["valid_d_real"] > row["valid_d_fake"]  # raw hinge scores, not probabilities
+    with pytest.raises(AssertionError, match="--hinge replaces both losses"):
+        run_example("gan_mnist.py", "--epochs", 1, "--hinge", "--label-smoothing", 0.1, "--out", tmp_path / "bad")
+
+
+def test_gan_example_resumes_exactly_across_the_lr_decay(tmp_path):
+    common = ("--max-steps", 3, "--limit-train", 256, "--eval-samples", 0, "--parzen-samples", 0, "--ema", 0.9,
+              "--lr-decay-start", 2, "--d-spectral-norm")
+    run_example("gan_mnist.py", "--epochs", 3, *common, "--out", tmp_path / "straight")
+    run_example("gan_mnist.py", "--epochs", 2, *common, "--out", tmp_path / "halves")
+    run_example("gan_mnist.py", "--epochs", 3, *common, "--resume", tmp_path / "halves" / "checkpoint.npz",
+                "--out", tmp_path / "halves")
+    straight, halves = records(tmp_path / "straight" / "metrics.jsonl"), records(tmp_path / "halves" / "metrics.jsonl")
+    assert [r["epoch"] for r in halves] == [1, 2, 3]
+    for a, b in zip(straight, halves):
+        assert {k: v for k, v in a.items() if k != "time_s"} == {k: v for k, v in b.items() if k != "time_s"}
+    with pytest.raises(AssertionError, match="--epochs larger"):
+        run_example("gan_mnist.py", "--epochs", 3, *common, "--resume", tmp_path / "halves" / "checkpoint.npz",
+                    "--out", tmp_path / "again")
+
+
 def test_gan_example_as_infogan(tmp_path):
     out = tmp_path / "infogan"
     run_example("gan_mnist.py", "--epochs", 1, "--max-steps", 3, "--limit-train", 256, "--eval-samples", 0,

@@ -12,7 +12,7 @@ import scratchgen as sg
 from scratchgen import cli, checkpoint, nn, optim
 from scratchgen.data import eight_gaussians
 from scratchgen.metrics import toy_mode_coverage
-from scratchgen.models.gan import (GAN, AdversarialOptimizer, Discriminator, Generator, gan_discriminator_loss,
+from scratchgen.models.gan import (GAN, AdversarialOptimizer, Discriminator, Generator, HingeGAN, gan_discriminator_loss,
                                    gan_generator_loss, one_hot, train_step)
 from scratchgen.models.wgan import WGAN, WGANGP, gradient_penalty, make_objective, toy_networks
 
@@ -184,6 +184,28 @@ def test_non_saturating_loss_keeps_gradients_where_the_saturating_one_vanishes()
     np.testing.assert_allclose(g_ns.numpy(), -(1 - sigmoid(-8.0)) / 4)
     np.testing.assert_allclose(g_sat.numpy(), -sigmoid(-8.0) / 4)
     assert abs(g_ns.numpy()[0]) > 1000 * abs(g_sat.numpy()[0])
+
+
+def test_hinge_losses_by_hand():
+    # Lim & Ye 2017 / Miyato et al. 2018: L_D = E relu(1 - D(x)) + E relu(1 + D(G(z))), L_G = -E D(G(z)).
+    model = HingeGAN(Generator(2, (3,), 2, output=None), FirstColumn(), 2)
+    real, fake = logits_batch(A_REAL), logits_batch(A_FAKE)
+    loss, stats = model.discriminator_loss(real, fake)
+    expected = np.maximum(0, 1 - A_REAL).mean() + np.maximum(0, 1 + A_FAKE).mean()
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    assert stats["d_real"] == pytest.approx(A_REAL.mean()) and stats["d_fake"] == pytest.approx(A_FAKE.mean())
+    assert model.generator_loss(fake).item() == pytest.approx(-A_FAKE.mean())
+    assert isinstance(make_objective("hinge", Generator(2, (3,), 2), FirstColumn(), 2), HingeGAN)
+
+
+def test_hinge_discriminator_ignores_examples_beyond_the_margin():
+    real = sg.tensor(np.array([[2.0], [0.5]]), requires_grad=True)   # the first is past the margin 1
+    fake = sg.tensor(np.array([[-3.0], [0.0]]), requires_grad=True)  # so is the first here (below -1)
+    model = HingeGAN(Generator(2, (3,), 2, output=None), FirstColumn(), 2)
+    loss, _ = model.discriminator_loss(real, fake)
+    g_real, g_fake = sg.grad(loss, [real, fake])
+    np.testing.assert_allclose(g_real.numpy()[:, 0], [0.0, -0.5])
+    np.testing.assert_allclose(g_fake.numpy()[:, 0], [0.0, 0.5])
 
 
 def test_wgan_losses_by_hand():

@@ -26,6 +26,9 @@ Conditional GAN: both players also see a label y, "fed into both the discriminat
 generator as an additional input layer". Here y is one-hot and concatenated to the inputs:
 G([z, onehot(y)]) and D([x, onehot(y)]).
 
+HingeGAN swaps both losses for the hinge loss of the SN-GAN paper (Miyato et al., 2018):
+L_D = E_x[max(0, 1 - a(x))] + E_z[max(0, 1 + a(G(z)))], L_G = -E_z[a(G(z))].
+
 The training code (`discriminator_steps`, `generator_step`, `train_step`) only uses
 `model.discriminator_loss` and `model.generator_loss`, so the same loop trains WGAN and
 WGAN-GP (wgan.py, which override the two losses) and any G/D architecture: the MNIST MLPs
@@ -226,6 +229,31 @@ class GAN(nn.Module):
         pass
 
 
+def hinge_discriminator_loss(real_out, fake_out):
+    """L_D = E max(0, 1 - D(x)) + E max(0, 1 + D(G(z))): D stops pushing once a margin is met."""
+    return (1.0 - real_out).relu().mean() + (1.0 + fake_out).relu().mean()
+
+
+class HingeGAN(GAN):
+    """The hinge game of Lim & Ye (2017) and the SN-GAN paper (Miyato et al. 2018):
+    L_D = E max(0, 1 - D(x)) + E max(0, 1 + D(G(z))), L_G = -E D(G(z)). D's output is a raw
+    score (no sigmoid), so the curves report it as it is."""
+
+    def __init__(self, generator, discriminator, latent_dim, num_classes=0, n_critic=1, top_k=1.0):
+        super().__init__(generator, discriminator, latent_dim, num_classes, n_critic=n_critic, top_k=top_k)
+
+    def readout(self, a):
+        return a
+
+    def discriminator_loss(self, real, fake, labels=None):
+        real_out, fake_out = self.critic(real, labels), self.critic(fake, labels)
+        loss = hinge_discriminator_loss(real_out, fake_out)
+        return loss, {"d_loss": loss, **self.readouts(real_out, fake_out)}
+
+    def generator_loss(self, fake, labels=None):
+        return -most_realistic(self.critic(fake, labels), self.top_k).mean()
+
+
 # -- training ------------------------------------------------------------------------------------
 class AdversarialOptimizer:
     """Two optimizers behind one optimizer's interface, for the single-optimizer training loop
@@ -373,6 +401,13 @@ class MNISTAdversarialSpec(AdversarialSpec):
 
     def objective(self, G, D, num_classes):
         c = self.config
+        if c.get("loss", "bce") == "hinge":
+            if c["label_smoothing"] or c["generator_loss"] != "non_saturating":
+                raise ValueError("loss=hinge replaces both losses: leave label_smoothing at 0 and generator_loss "
+                                 f"at non_saturating (got {c['label_smoothing']}, {c['generator_loss']!r})")
+            return HingeGAN(G, D, c["latent_dim"], num_classes, c["n_critic"])
+        if c.get("loss", "bce") != "bce":
+            raise ValueError(f"loss must be 'bce' (the paper's game) or 'hinge', got {c['loss']!r}")
         return GAN(G, D, c["latent_dim"], num_classes, c["generator_loss"], c["label_smoothing"], c["n_critic"])
 
     def data(self, split):
@@ -484,7 +519,7 @@ def adversarial_curves(metrics, path, title=None):
 
 MNIST_DEFAULTS = dict(epochs=100, batch_size=64, lr=2e-4, betas=[0.5, 0.999], latent_dim=64,
                       g_hidden=[256, 256], d_hidden=[256, 256], d_dropout=0.0, d_spectral_norm=False,
-                      generator_loss="non_saturating",
+                      loss="bce", generator_loss="non_saturating",
                       label_smoothing=0.0, n_critic=1, metric="fid", eval_samples=5000, parzen_samples=10000,
                       limit_train=None, limit_eval=None)
 

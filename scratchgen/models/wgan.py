@@ -40,7 +40,7 @@ from ..creation import rand
 from ..grad_mode import no_grad
 from ..ops.elementwise import where
 from ..tensor import Tensor, tensor
-from .gan import GAN, MNIST_DEFAULTS, AdversarialSpec, Discriminator, Generator, MNISTAdversarialSpec
+from .gan import GAN, MNIST_DEFAULTS, AdversarialSpec, Discriminator, Generator, HingeGAN, MNISTAdversarialSpec
 from .registry import register
 
 
@@ -123,9 +123,12 @@ class WGANGP(WGAN):
 
 def make_objective(kind, generator, critic, latent_dim, num_classes=0, n_critic=None, clip_value=0.01,
                    gp_weight=10.0, generator_loss="non_saturating", label_smoothing=0.0):
-    """'gan', 'wgan' (weight clipping) or 'wgan_gp' around the given networks."""
+    """'gan', 'hinge' (the GAN with SN-GAN's hinge loss), 'wgan' (weight clipping) or 'wgan_gp'
+    around the given networks."""
     if kind == "gan":
         return GAN(generator, critic, latent_dim, num_classes, generator_loss, label_smoothing, n_critic or 1)
+    if kind == "hinge":
+        return HingeGAN(generator, critic, latent_dim, num_classes, n_critic or 1)
     if kind == "wgan":
         return WGAN(generator, critic, latent_dim, num_classes, clip_value, n_critic or 5)
     if kind == "wgan_gp":
@@ -133,7 +136,7 @@ def make_objective(kind, generator, critic, latent_dim, num_classes=0, n_critic=
             raise ValueError("WGAN-GP's critic must be deterministic (its gradient penalty would see a random "
                              "function): build it without dropout (d_dropout=0)")
         return WGANGP(generator, critic, latent_dim, num_classes, gp_weight, n_critic or 5)
-    raise ValueError(f"unknown objective {kind!r}; expected 'gan', 'wgan' or 'wgan_gp'")
+    raise ValueError(f"unknown objective {kind!r}; expected 'gan', 'hinge', 'wgan' or 'wgan_gp'")
 
 
 # Optimizers of the papers: WGAN's RMSProp 5e-5; WGAN-GP's Adam 1e-4 (0.5, 0.9) (its released code),
