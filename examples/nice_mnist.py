@@ -46,6 +46,9 @@ def main():
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=20, help="epochs without a better valid LL (0: never stop)")
+    p.add_argument("--scale-init", choices=["zeros", "data"], default="zeros",
+                   help="S = 0 (the paper), or S fitted to the prior's second moment on 1,000 training digits "
+                        "(NICE.initialize_scale)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (CuPy)")
     p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
@@ -62,6 +65,8 @@ def main():
     test = dequantize(flat(load_mnist("test")[0]), rng)
     model = NICE(784, args.couplings, args.hidden, args.hidden_layers, args.prior, args.coupling).to(args.device)
     print(model)
+    if args.scale_init == "data":
+        model.initialize_scale(sg.tensor(dequantize(train_u8[:1000], rng)).to(args.device))
     optimizer = sg.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99), eps=1e-4)
     loader = DataLoader((train_u8,), batch_size=args.batch_size, shuffle=True, seed=args.seed)
     noise = np.random.default_rng(args.seed + 1)

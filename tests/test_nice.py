@@ -87,3 +87,15 @@ def test_bits_per_dim_formula():
 def test_odd_dimension_is_a_clear_error():
     with pytest.raises(ValueError, match="even"):
         NICE(5)
+
+
+@pytest.mark.parametrize("prior, second_moment", [("logistic", np.pi ** 2 / 3), ("gaussian", 1.0)])
+def test_initialize_scale_gives_h_the_priors_second_moment(prior, second_moment):
+    sg.manual_seed(0)
+    model = NICE(8, num_couplings=2, hidden=16, hidden_layers=2, prior=prior, dtype=np.float64)
+    x = np.random.default_rng(0).random((500, 8)) * np.array([1, 1e-3, 1, 1e-2, 1, 1, 1e-3, 1])  # some nearly constant
+    before = model.log_prob(sg.tensor(x)).mean().item()
+    model.initialize_scale(x)
+    h, _ = model(sg.tensor(x))
+    np.testing.assert_allclose((h.detach().numpy() ** 2).mean(axis=0), second_moment, rtol=1e-10)
+    assert model.log_prob(sg.tensor(x)).mean().item() > before

@@ -108,6 +108,21 @@ class NICE(nn.Module):
         h = x * self.log_scale.exp()
         return h, logdet + self.log_scale.sum()
 
+    @no_grad()
+    def initialize_scale(self, x):
+        """Data-dependent start for S (the actnorm idea of Kingma & Dhariwal 2018): S_d such that
+        h_d = exp(S_d) y_d has the prior's second moment on the batch x (pi^2/3 logistic, 1
+        Gaussian). From S = 0 the optimiser would need many epochs to shrink the near-constant
+        border pixels' scales; the couplings start unchanged. Returns S as a NumPy array."""
+        y = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=self.log_scale.dtype))
+        for layer in self.couplings:
+            y, _ = layer(y)
+        rms = np.sqrt(np.mean(np.asarray(y.numpy(), np.float64) ** 2, axis=0)) + 1e-12
+        target = math.pi / math.sqrt(3) if self.prior == "logistic" else 1.0
+        s = np.log(target / rms).astype(self.log_scale.dtype)
+        self.log_scale.data[...] = self.log_scale.xp.asarray(s)
+        return s
+
     def inverse(self, h):
         x = h * (-self.log_scale).exp()
         for layer in reversed(self.couplings):
