@@ -458,6 +458,9 @@ def train(args, log=print):
         parzen = metrics.parzen_window(draw(model, args.parzen_samples, rng), to_unit(valid_x), to_unit(test_x))
         results.update(test_parzen_ll=parzen["mean"], test_parzen_sem=parzen["sem"], parzen_sigma=parzen["sigma"],
                        parzen_samples=args.parzen_samples)
+    if clf is not None and args.is_samples:   # as examples/gan_mnist.py: 50,000 samples in 10 splits
+        score, std = metrics.mnist_inception_score(draw(model, args.is_samples, rng), clf)
+        results["test_is"] = {"samples": args.is_samples, "splits": 10, "mean": score, "std": std}
     results["config"] = {k: v for k, v in vars(args).items() if k not in ("func", "cmd")}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -486,6 +489,7 @@ def add_parsers(sub, check_name="check", train_name="train", objective=None):
     t.add_argument("--limit-train", type=int, default=None, help="train on the first N digits")
     t.add_argument("--max-steps", type=int, default=None, help="at most N generator steps per epoch")
     t.add_argument("--eval-samples", type=int, default=5000, help="samples for FID / IS (0: skip them)")
+    t.add_argument("--is-samples", type=int, default=50000, help="samples for the final IS in 10 splits (0: skip)")
     t.add_argument("--parzen-samples", type=int, default=10000, help="samples for the Parzen window (0: skip)")
     t.add_argument("--label-smoothing", type=float, default=0.0, help="GAN: one-sided, real targets 1 - s")
     t.add_argument("--d-dropout", type=float, default=0.0, help="GAN: dropout after D's hidden layers")

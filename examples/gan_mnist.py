@@ -65,6 +65,9 @@ def parser(description):
     p.add_argument("--limit-train", type=int, default=None, help="train on the first N digits")
     p.add_argument("--max-steps", type=int, default=None, help="at most N generator steps per epoch")
     p.add_argument("--eval-samples", type=int, default=5000, help="samples for FID / IS (0: skip them)")
+    p.add_argument("--is-samples", type=int, default=50000,
+                   help="samples for the final Inception Score in 10 splits (Salimans et al. 2016: 50,000; 0: skip); "
+                        "test_inception_score uses the --eval-samples of the FID")
     p.add_argument("--parzen-samples", type=int, default=10000, help="samples for the Parzen window (0: skip)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after N epochs without a better validation FID (0: run every epoch)")
@@ -250,6 +253,9 @@ def run(args, conditional=False, extra_eval=None):
         parzen = metrics.parzen_window(draw(model, args.parzen_samples), to_unit(valid_x), to_unit(test_x))
         results.update(test_parzen_ll=parzen["mean"], test_parzen_sem=parzen["sem"], parzen_sigma=parzen["sigma"],
                        parzen_samples=args.parzen_samples)
+    if clf is not None and args.is_samples:   # Salimans et al.'s protocol: 50,000 samples in 10 splits
+        score, std = metrics.mnist_inception_score(draw(model, args.is_samples), clf)
+        results["test_is"] = {"samples": args.is_samples, "splits": 10, "mean": score, "std": std}
     if extra_eval is not None:
         results.update(extra_eval(model, clf))
     with open(os.path.join(args.out, "results.json"), "w") as f:
