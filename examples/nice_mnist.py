@@ -45,6 +45,10 @@ def main():
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-decay", type=float, default=1.0,
+                   help="divide the lr by this every update, down to --min-lr (the authors' code: 1.0005, 1e-4; "
+                        "applied per epoch as lr / decay**(updates so far)); 1: constant")
+    p.add_argument("--min-lr", type=float, default=1e-4)
     p.add_argument("--patience", type=int, default=20, help="epochs without a better valid LL (0: never stop)")
     p.add_argument("--scale-init", choices=["zeros", "data"], default="zeros",
                    help="S = 0 (the paper), or S fitted to the prior's second moment on 1,000 training digits "
@@ -69,6 +73,11 @@ def main():
         model.initialize_scale(sg.tensor(dequantize(train_u8[:1000], rng)).to(args.device))
     optimizer = sg.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99), eps=1e-4)
     loader = DataLoader((train_u8,), batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    scheduler = None
+    if args.lr_decay != 1.0:
+        floor = args.min_lr / args.lr
+        scheduler = sg.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: max(args.lr_decay ** -(epoch * len(loader)), floor))
     noise = np.random.default_rng(args.seed + 1)
 
     def loss_fn(model, batch):
@@ -80,7 +89,7 @@ def main():
                  valid_fn=lambda m: {"valid_ll": log_likelihood(m, valid, device=args.device)},
                  metrics_path=os.path.join(args.out, "metrics.jsonl"),
                  early_stopping=EarlyStopping("valid_ll", "max", patience=args.patience or None),
-                 checkpoint_dir=args.out, max_time=args.max_time, progress=not args.no_progress)
+                 checkpoint_dir=args.out, scheduler=scheduler, max_time=args.max_time, progress=not args.no_progress)
     train_time = time.time() - start
     test_ll = log_likelihood(model, test, device=args.device)
     results = {"test_ll_nats": test_ll, "test_bits_per_dim": bits_per_dim(test_ll),

@@ -349,6 +349,8 @@ SCHEDULES = {
                lambda lr0, e: lr0 * (1.0 - min(e, 8) / 8)),
     "linear_warmup": (lambda o: sched.LinearLR(o, start_factor=0.25, end_factor=1.0, total_iters=4),
                       lambda lr0, e: lr0 * (0.25 + 0.75 * min(e, 4) / 4)),
+    "lambda": (lambda o: sched.LambdaLR(o, lambda e: max(0.8 ** e, 0.3)),  # decay with a floor: a NICE schedule
+               lambda lr0, e: lr0 * max(0.8 ** e, 0.3)),
     "cosine": (lambda o: sched.CosineAnnealingLR(o, T_max=10, eta_min=1e-3),
                lambda lr0, e: 1e-3 + (lr0 - 1e-3) * (1 + math.cos(math.pi * e / 10)) / 2),
 }
@@ -372,6 +374,12 @@ def test_scheduler_matches_formula(name):
     s.step()
     s2.step()
     assert s2.get_last_lr() == s.get_last_lr() and s2.last_epoch == 16
+
+
+def test_lambda_lr_needs_a_function():
+    opt = optim.SGD([sg.tensor(np.ones(2), requires_grad=True)], lr=0.1)
+    with pytest.raises(TypeError, match="lr_lambda"):
+        sched.LambdaLR(opt, 0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------

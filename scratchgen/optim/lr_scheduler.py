@@ -38,9 +38,10 @@ class LRScheduler:
         return list(self._last_lr)
 
     def state_dict(self):
-        """Plain values (numbers, and arrays for the per-group lists): saveable by an npz-based saver."""
+        """Plain values (numbers, and arrays for the per-group lists): saveable by an npz-based saver.
+        Functions (LambdaLR's) are left out, as in PyTorch: the code that built the scheduler has them."""
         return {k: np.asarray(v) if isinstance(v, list) else v
-                for k, v in self.__dict__.items() if k != "optimizer"}
+                for k, v in self.__dict__.items() if k != "optimizer" and not callable(v)}
 
     def load_state_dict(self, state_dict):
         for k, v in state_dict.items():
@@ -69,6 +70,19 @@ class ExponentialLR(LRScheduler):
 
     def get_lr(self):
         return [lr * self.gamma ** self.last_epoch for lr in self.base_lrs]
+
+
+class LambdaLR(LRScheduler):
+    """eta_e = eta_0 * lr_lambda(e), one function for every group."""
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        if not callable(lr_lambda):
+            raise TypeError(f"lr_lambda must be a function of the epoch, got {type(lr_lambda).__name__}")
+        self.lr_lambda = lr_lambda
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [lr * self.lr_lambda(self.last_epoch) for lr in self.base_lrs]
 
 
 class LinearLR(LRScheduler):
