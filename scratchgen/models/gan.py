@@ -491,13 +491,14 @@ class MNISTAdversarialSpec(AdversarialSpec):
 
 def adversarial_curves(metrics, path, title=None):
     """Per-epoch curves from a metrics.jsonl (or records): D(x) and D(G(z)) in one panel, the
-    losses of G and D in another, and the FID when logged."""
+    losses of G and D in another, and the FID and IS when logged."""
     from .. import plots
     records = plots.read_jsonl(metrics) if isinstance(metrics, (str, os.PathLike)) else list(metrics)
     panels = [("discriminator outputs", ["train_d_real", "train_d_fake", "valid_d_real", "valid_d_fake"]),
               ("losses", ["train_loss", "train_d_loss"]),
               ("critic's Wasserstein estimate", ["train_wasserstein"]),
-              ("FID (validation)", ["valid_fid"])]
+              ("FID (validation)", ["valid_fid"]),
+              ("Inception Score (validation samples)", ["valid_is"])]
     panels = [(t, [k for k in keys if any(k in r for r in records)]) for t, keys in panels]
     panels = [(t, keys) for t, keys in panels if keys]
     import matplotlib.pyplot as plt
@@ -509,6 +510,8 @@ def adversarial_curves(metrics, path, title=None):
             ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, markersize=3, label=names.get(k, k))
         ax.set_title(t)
         ax.set_xlabel("epoch")
+        if t.startswith("FID"):
+            ax.set_yscale("log")   # from hundreds to single digits
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
