@@ -43,9 +43,10 @@ def main():
     ckpt = sg.load(args.checkpoint)
     G = Generator(args.latent_dim, (256, 256), 784, activation="relu", output="tanh")
     G.load_state_dict({k[len("generator."):]: v for k, v in ckpt["model"].items() if k.startswith("generator.")})
-    if "ema" in ckpt:
+    ema_state = (ckpt.get("extra") or {}).get("ema", ckpt.get("ema"))   # (older files kept it at the top)
+    if ema_state is not None:
         ema = optim.EMA(G.parameters())
-        ema.load_state_dict(ckpt["ema"])
+        ema.load_state_dict(ema_state)
         ema.copy_to()
     clf = metrics.mnist_classifier()
     print("real test digits:", breakdown(clf.probs(load_mnist("test")[0])))

@@ -40,7 +40,7 @@ from scratchgen import metrics, optim, plots
 from scratchgen.data import DataLoader, describe_mnist_source, load_mnist, to_symmetric
 from scratchgen.models.gan import GAN, AdversarialOptimizer, HingeGAN, Discriminator, Generator, adversarial_curves, train_step
 from scratchgen.models.infogan import InfoDiscriminator, InfoGAN
-from scratchgen.checkpoint import get_rng_state, set_rng_state
+from scratchgen.checkpoint import load_checkpoint, save_checkpoint
 from scratchgen.train import append_jsonl, seed_everything
 
 
@@ -124,20 +124,17 @@ def discriminator_scores(model, x, y):
 
 def resume(args, model, opt, ema, loader):
     """Load a checkpoint written by this script; return (the first epoch to run, the lr decay or None)."""
-    ckpt = sg.load(args.resume)
-    done = int(ckpt["epoch"])
+    ckpt = load_checkpoint(args.resume, model, opt)   # and the global RNG: the noise an uninterrupted run would draw
+    done = ckpt["epoch"]
     if done >= args.epochs:
         raise SystemExit(f"{args.resume} is at epoch {done}: pass --epochs larger than that to continue")
-    if ema and "ema" not in ckpt:
+    ema_state = (ckpt.get("extra") or {}).get("ema", ckpt.get("ema"))   # (older files kept it at the top)
+    if ema and ema_state is None:
         raise SystemExit(f"--ema {args.ema} but {args.resume} has no moving average: resume without --ema")
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
     if ema:
-        ema.load_state_dict(ckpt["ema"])
+        ema.load_state_dict(ema_state)
     loader.epoch = done                  # its shuffles depend on (seed, epoch) only
-    if "rng" in ckpt:                    # noise: the stream the uninterrupted run would have drawn
-        set_rng_state(ckpt["rng"])
-    else:
+    if (ckpt.get("rng") or {}).get("global") is None:
         print(f"{args.resume} predates saved RNG states: the noise continues from a fresh seeded stream")
     decay = None
     if args.lr_decay_start and done >= args.lr_decay_start:  # where the decay of a run that never stopped is
@@ -236,8 +233,8 @@ def run(args, conditional=False, extra_eval=None):
             break
     last_epoch = epoch
 
-    sg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": last_epoch, "rng": get_rng_state(),
-             **({"ema": ema.state_dict()} if ema else {})}, os.path.join(args.out, "checkpoint.npz"))
+    save_checkpoint(os.path.join(args.out, "checkpoint.npz"), model, opt, epoch=last_epoch,
+                    extra={"ema": ema.state_dict()} if ema else None)
     if best["state"] is not None:  # model selection: the epoch with the best validation FID (its G averaged with --ema)
         model.load_state_dict(best["state"])
     elif ema:
