@@ -23,6 +23,9 @@ epoch; test log-likelihood in nats and bits/dim; one JSON line per epoch in DIR/
     SCRATCHGEN_DATA=/work/shared/data python bench/torch_models.py nice --epochs 1000 --out runs/torch_nice
     python bench/torch_models.py nice --epochs 1 --limit-train 2000 --out /tmp/tn     # smoke test
 
+--optimizer rmsprop, --init-range, --scale-init data, --lr-decay/--min-lr and --max-time mirror the
+example's flags of the same names (the same initial weights, S, rate per epoch and momentum switch).
+
 The VAE, GAN and WGAN-GP twins are in bench/torch_vae.py and bench/torch_gan.py (their docstrings
 say what is mirrored); their subcommands can be run from here as well:
 
@@ -253,7 +256,8 @@ def log_likelihood(model, x, batch=1000, device="cpu"):
 
 def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, seed=0, num_couplings=4,
                      hidden=1000, hidden_layers=5, limit_train=None, limit_eval=None, threads=None,
-                     init_from_scratchgen=True, device="cpu", log=print):
+                     init_from_scratchgen=True, device="cpu", log=print, optimizer="adam", init_range=None,
+                     scale_init="zeros", lr_decay=1.0, min_lr=1e-4, max_time=None):
     """Train TorchNICE on dequantized MNIST (50k train / 10k valid / 10k test) as examples/nice_mnist.py
     does; return the results dict. Writes out/metrics.jsonl (one line per epoch) and out/results.json."""
     from scratchgen.data import dequantize, load_mnist
@@ -268,6 +272,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
     train_u8 = flat(load_mnist("train")[0])
     valid = dequantize(flat(load_mnist("valid")[0]), rng)   # one fixed noise draw (same order as the example)
     test = dequantize(flat(load_mnist("test")[0]), rng)
+    scale_batch = dequantize(train_u8[:1000], rng) if scale_init == "data" else None
     if limit_train:
         train_u8 = train_u8[:limit_train]
     if limit_eval:
@@ -276,12 +281,22 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
         import scratchgen as sg
         from scratchgen.models.nice import NICE
         sg.manual_seed(seed)
-        model = from_scratchgen(TorchNICE(784, num_couplings, hidden, hidden_layers),
-                                NICE(784, num_couplings, hidden, hidden_layers, "logistic", "additive"))
+        sgm = NICE(784, num_couplings, hidden, hidden_layers, "logistic", "additive")
+        if init_range is not None:
+            sgm.uniform_init_(init_range)
+        if scale_batch is not None:
+            sgm.initialize_scale(scale_batch)
+        model = from_scratchgen(TorchNICE(784, num_couplings, hidden, hidden_layers), sgm)
     else:
+        if init_range is not None or scale_batch is not None:
+            raise ValueError("init_range and scale_init='data' need the scratchgen initial weights (drop --torch-init)")
         model = TorchNICE(784, num_couplings, hidden, hidden_layers)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-4)
+    if optimizer == "rmsprop":   # examples/nice_mnist.py's make_optimizer, momentum switched on below
+        opt = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.95, eps=1e-2, momentum=0.0)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-4)
+    n_batches = -(-len(train_u8) // batch_size)
     noise = np.random.default_rng(seed + 1)
     metrics_path = os.path.join(out, "metrics.jsonl") if out else None
     if metrics_path and os.path.exists(metrics_path):
@@ -293,6 +308,14 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
     for epoch in range(1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
+        epoch_lr = lr * max(lr_decay ** -((epoch - 1) * n_batches), min_lr / lr)   # the example's LambdaLR
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr
+            if optimizer == "rmsprop" and epoch > 5:   # the authors' momentum: 0 for 5 epochs, then 0.5
+                group["momentum"] = 0.5
+                for p in group["params"]:   # torch makes this buffer only if momentum > 0 at the first step
+                    if p in opt.state and "momentum_buffer" not in opt.state[p]:
+                        opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
         order = np.random.default_rng([seed, epoch - 1]).permutation(n)   # as scratchgen's DataLoader
         loss_sum = 0.0
         for b in range(0, n, batch_size):
@@ -309,7 +332,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
         model.eval()
         valid_ll = log_likelihood(model, valid, device=device)
         record = {"epoch": epoch, "train_loss": loss_sum / n, "valid_ll": valid_ll,
-                  "valid_bits_per_dim": bits_per_dim(valid_ll), "lr": lr,
+                  "valid_bits_per_dim": bits_per_dim(valid_ll), "lr": epoch_lr,
                   "time_s": round(time.perf_counter() - t0, 4), "train_time_s": round(train_time, 4),
                   "examples_per_s": round(n / max(train_time, 1e-9), 1)}
         improved = valid_ll > best
@@ -327,6 +350,10 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
             log(f"epoch {epoch}/{epochs}  train_loss {record['train_loss']:.4f}  valid_ll {valid_ll:.2f} "
                 f"({record['valid_bits_per_dim']:.4f} bpd)  {record['time_s']:.1f}s  "
                 f"{record['examples_per_s']:.0f} ex/s{'  *' if improved else ''}")
+        if max_time is not None and time.time() - start > max_time:   # as fit(max_time=...)
+            if log:
+                log(f"time budget of {max_time:.0f} s spent after epoch {epoch}")
+            break
         if patience is not None and bad >= patience:
             if log:
                 log(f"early stopping: no improvement for {bad} epochs (best {best:.2f} at epoch {best_epoch})")
@@ -341,7 +368,9 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
                "config": dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                               couplings=num_couplings, hidden=hidden, hidden_layers=hidden_layers,
                               limit_train=limit_train, limit_eval=limit_eval,
-                              init_from_scratchgen=init_from_scratchgen)}
+                              init_from_scratchgen=init_from_scratchgen, optimizer=optimizer,
+                              init_range=init_range, scale_init=scale_init, lr_decay=lr_decay, min_lr=min_lr,
+                              max_time=max_time)}
     if out:
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
@@ -373,6 +402,12 @@ def main(argv=None):
     n.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     n.add_argument("--torch-init", action="store_true", help="torch's own init instead of scratchgen's weights")
     n.add_argument("--device", default="cpu", help="torch device, e.g. cuda (for a twin of nice_mnist.py --device cuda)")
+    n.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam")
+    n.add_argument("--init-range", type=float, default=None)
+    n.add_argument("--scale-init", choices=["zeros", "data"], default="zeros")
+    n.add_argument("--lr-decay", type=float, default=1.0)
+    n.add_argument("--min-lr", type=float, default=1e-4)
+    n.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
     n.add_argument("--out", default="runs/torch_nice")
     # VAE, GAN and WGAN-GP twins live in their own files; their subcommands are reachable from here too.
     import torch_gan
@@ -388,7 +423,8 @@ def main(argv=None):
     print(json.dumps(train_torch_nice(args.epochs, args.out, args.batch_size, args.lr, args.patience or None,
                                       args.seed, args.couplings, args.hidden, args.hidden_layers,
                                       args.limit_train, args.limit_eval, args.threads,
-                                      not args.torch_init, args.device), indent=2))
+                                      not args.torch_init, args.device, print, args.optimizer, args.init_range,
+                                      args.scale_init, args.lr_decay, args.min_lr, args.max_time), indent=2))
     return 0
 
 

@@ -2,6 +2,8 @@
 
     python examples/nice_mnist.py --epochs 20 --out runs/nice
     python examples/nice_mnist.py --coupling affine ...     # RealNVP affine coupling
+    python examples/nice_mnist.py --optimizer rmsprop --init-range 0.01 --lr-decay 1.0005 --min-lr 1e-4 \
+        --scale-init data ...                               # the authors' released recipe (+ the data start)
 
 Data: x = (pixel + u) / 256 with u ~ U[0, 1) (fresh noise every epoch for training; one
 fixed draw for validation and test). The log-likelihood is the density of x in [0, 1]^784;
@@ -35,6 +37,17 @@ def log_likelihood(model, x, batch=1000, device="cpu"):
                    for i in range(0, len(x), batch)) / len(x)
 
 
+MOMENTUM, MOMENTUM_START = 0.5, 5   # the authors' MomentumAdjustor: 0 for 5 epochs, then 0.5
+
+
+def make_optimizer(name, params, lr):
+    """The paper's Adam (its "beta2 0.01" is a decay of 0.99 in today's notation) or the RMSProp with
+    momentum of the authors' code (there the rms is floored at 1e-2; PyTorch's form adds eps instead)."""
+    if name == "rmsprop":
+        return sg.optim.RMSprop(params, lr=lr, alpha=0.95, eps=1e-2, momentum=0.0)
+    return sg.optim.Adam(params, lr=lr, betas=(0.9, 0.99), eps=1e-4)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--couplings", type=int, default=4)
@@ -53,6 +66,11 @@ def main():
     p.add_argument("--scale-init", choices=["zeros", "data"], default="zeros",
                    help="S = 0 (the paper), or S fitted to the prior's second moment on 1,000 training digits "
                         "(NICE.initialize_scale)")
+    p.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam",
+                   help="adam: the paper's text; rmsprop: the authors' released code (RMSProp, averaging 0.95, "
+                        "eps 1e-2, momentum 0 for %d epochs, then %.1f)" % (MOMENTUM_START, MOMENTUM))
+    p.add_argument("--init-range", type=float, default=None,
+                   help="coupling weights from U(-r, r), biases 0 (the authors' code: 0.01); default: nn.Linear's init")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (CuPy)")
     p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
@@ -67,11 +85,14 @@ def main():
     train_u8 = flat(load_mnist("train")[0])
     valid = dequantize(flat(load_mnist("valid")[0]), rng)
     test = dequantize(flat(load_mnist("test")[0]), rng)
-    model = NICE(784, args.couplings, args.hidden, args.hidden_layers, args.prior, args.coupling).to(args.device)
+    model = NICE(784, args.couplings, args.hidden, args.hidden_layers, args.prior, args.coupling)
+    if args.init_range is not None:
+        model.uniform_init_(args.init_range)
+    model = model.to(args.device)
     print(model)
     if args.scale_init == "data":
         model.initialize_scale(sg.tensor(dequantize(train_u8[:1000], rng)).to(args.device))
-    optimizer = sg.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99), eps=1e-4)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     loader = DataLoader((train_u8,), batch_size=args.batch_size, shuffle=True, seed=args.seed)
     scheduler = None
     if args.lr_decay != 1.0:
@@ -81,6 +102,8 @@ def main():
     noise = np.random.default_rng(args.seed + 1)
 
     def loss_fn(model, batch):
+        if args.optimizer == "rmsprop":  # loader.epoch: the 1-based epoch in progress
+            optimizer.param_groups[0]["momentum"] = MOMENTUM if loader.epoch > MOMENTUM_START else 0.0
         x = sg.tensor(dequantize(batch[0].numpy(), noise)).to(args.device)  # fresh dequantization noise
         return -model.log_prob(x).mean()
 

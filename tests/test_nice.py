@@ -99,3 +99,25 @@ def test_initialize_scale_gives_h_the_priors_second_moment(prior, second_moment)
     h, _ = model(sg.tensor(x))
     np.testing.assert_allclose((h.detach().numpy() ** 2).mean(axis=0), second_moment, rtol=1e-10)
     assert model.log_prob(sg.tensor(x)).mean().item() > before
+
+
+def test_uniform_init_draws_weights_in_range_zero_biases_and_starts_near_the_identity():
+    """The authors' released code: U(-0.01, 0.01) weights, zero biases (pylearn2's irange)."""
+    sg.manual_seed(0)
+    model = NICE(16, num_couplings=2, hidden=32, hidden_layers=3, dtype=np.float64)
+    s_before = model.log_scale.detach().numpy().copy()
+    assert model.uniform_init_(0.01) is model
+    linears = [m for m in model.modules() if isinstance(m, sg.nn.Linear)]
+    assert len(linears) == 2 * 4
+    for m in linears:
+        w = m.weight.detach().numpy()
+        assert np.abs(w).max() <= 0.01 and np.abs(w).max() > 0.005   # fills the range
+        assert not m.bias.detach().numpy().any()
+    np.testing.assert_array_equal(model.log_scale.detach().numpy(), s_before)   # S is not a coupling weight
+    x = np.random.default_rng(0).random((10, 16))
+    h, logdet = model(sg.tensor(x))
+    assert np.abs(h.detach().numpy() - x).max() < 1e-4   # biases 0 and tiny weights: m(x1) ~ 0
+    sg.manual_seed(0)
+    again = NICE(16, num_couplings=2, hidden=32, hidden_layers=3, dtype=np.float64).uniform_init_(0.01)
+    np.testing.assert_array_equal(again.couplings[1].m[0].weight.detach().numpy(),
+                                  model.couplings[1].m[0].weight.detach().numpy())   # seeded

@@ -53,15 +53,16 @@ def sgd_equations(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=Fa
     return np.array(traj)
 
 
-def rmsprop_equations(lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+def rmsprop_equations(lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                      momentum_from=1, steps=STEPS):
     x, v, gbar, b, traj = X0.copy(), np.zeros(4), np.zeros(4), np.zeros(4), []
-    for _ in range(STEPS):
+    for t in range(1, steps + 1):
         g = quad_grad(x) + weight_decay * x
         v = alpha * v + (1 - alpha) * g ** 2
         if centered:
             gbar = alpha * gbar + (1 - alpha) * g
         denom = np.sqrt(v - gbar ** 2 if centered else v) + eps
-        if momentum:
+        if momentum and t >= momentum_from:   # the buffer starts at zero when momentum is switched on
             b = momentum * b + g / denom
             x = x - lr * b
         else:
@@ -141,6 +142,26 @@ def test_rule_matches_equations(name, impl, monkeypatch):
     got, want = engine_trajectory(make_opt), equations()
     assert not np.allclose(got[-1], X0)  # it moved
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
+
+
+def test_rmsprop_momentum_switched_on_mid_run_starts_from_a_zero_buffer():
+    """As the NICE authors' schedule (momentum 0, then 0.5): setting param_groups' momentum later works."""
+    x = sg.tensor(X0.copy(), requires_grad=True)
+    opt = optim.RMSprop([x], lr=0.01, alpha=0.95, eps=1e-2)
+    At, Bt = sg.tensor(A), sg.tensor(B)
+    traj = []
+    for t in range(1, 9):
+        if t == 4:
+            opt.param_groups[0]["momentum"] = 0.5
+        f = 0.5 * (x * (At @ x)).sum() - (Bt * x).sum()
+        opt.zero_grad()
+        f.backward()
+        opt.step()
+        traj.append(x.data.copy())
+    want = rmsprop_equations(0.01, alpha=0.95, eps=1e-2, momentum=0.5, momentum_from=4, steps=8)
+    np.testing.assert_allclose(np.array(traj), want, rtol=1e-11, atol=1e-13)
+    assert not np.allclose(want, rmsprop_equations(0.01, alpha=0.95, eps=1e-2, steps=8))   # momentum mattered
+    assert "momentum_buffer" in opt.state_dict()["state"]["0"]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -109,6 +109,17 @@ class NICE(nn.Module):
         return h, logdet + self.log_scale.sum()
 
     @no_grad()
+    def uniform_init_(self, r, generator=None):
+        """Every coupling weight from U(-r, r), every bias 0: the authors' released code
+        (pylearn2's irange = 0.01). The couplings then start close to the identity. Returns self."""
+        for module in self.couplings.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.uniform_(module.weight, -r, r, generator=generator)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        return self
+
+    @no_grad()
     def initialize_scale(self, x):
         """Data-dependent start for S (the actnorm idea of Kingma & Dhariwal 2018): S_d such that
         h_d = exp(S_d) y_d has the prior's second moment on the batch x (pi^2/3 logistic, 1
