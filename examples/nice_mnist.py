@@ -71,6 +71,9 @@ def main():
                         "eps 1e-2, momentum 0 for %d epochs, then %.1f)" % (MOMENTUM_START, MOMENTUM))
     p.add_argument("--init-range", type=float, default=None,
                    help="coupling weights from U(-r, r), biases 0 (the authors' code: 0.01); default: nn.Linear's init")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="validate, select and test an exponential moving average of the weights with this decay "
+                        "(e.g. 0.9995; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (CuPy)")
     p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
@@ -93,6 +96,7 @@ def main():
     if args.scale_init == "data":
         model.initialize_scale(sg.tensor(dequantize(train_u8[:1000], rng)).to(args.device))
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
+    ema = sg.optim.EMA(model.parameters(), decay=args.ema) if args.ema else None
     loader = DataLoader((train_u8,), batch_size=args.batch_size, shuffle=True, seed=args.seed)
     scheduler = None
     if args.lr_decay != 1.0:
@@ -112,7 +116,7 @@ def main():
                  valid_fn=lambda m: {"valid_ll": log_likelihood(m, valid, device=args.device)},
                  metrics_path=os.path.join(args.out, "metrics.jsonl"),
                  early_stopping=EarlyStopping("valid_ll", "max", patience=args.patience or None),
-                 checkpoint_dir=args.out, scheduler=scheduler, max_time=args.max_time, progress=not args.no_progress)
+                 checkpoint_dir=args.out, scheduler=scheduler, ema=ema, max_time=args.max_time, progress=not args.no_progress)
     train_time = time.time() - start
     test_ll = log_likelihood(model, test, device=args.device)
     results = {"test_ll_nats": test_ll, "test_bits_per_dim": bits_per_dim(test_ll),

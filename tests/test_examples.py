@@ -113,11 +113,13 @@ def test_nice_example_with_data_init_and_the_authors_lr_decay(tmp_path):
     assert results["test_bits_per_dim"] < 8.0   # far below uniform noise's 8 bits: data init starts near the digits
 
 
-def test_nice_example_with_the_authors_rmsprop_and_uniform_init(tmp_path):
+def test_nice_example_with_the_authors_rmsprop_uniform_init_and_weight_averages(tmp_path):
     out = tmp_path / "nice"
     run_example("nice_mnist.py", "--couplings", 2, "--hidden", 16, "--hidden-layers", 1, "--epochs", 1,
                 "--batch-size", 500, "--optimizer", "rmsprop", "--init-range", 0.01, "--scale-init", "data",
-                "--no-progress", "--out", out)
+                "--ema", 0.9, "--no-progress", "--out", out)
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["optimizer"] == "rmsprop" and results["config"]["init_range"] == 0.01
+    from scratchgen.checkpoint import load_checkpoint
+    assert "ema" in load_checkpoint(out / "checkpoint.npz", restore_rng=False)["extra"]   # fit kept the averages
     assert results["test_bits_per_dim"] < 8.0
