@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 import scratchgen as sg
+from scratchgen.checkpoint import load_checkpoint
 from scratchgen.data import DataLoader, dequantize, describe_mnist_source, load_mnist
 from scratchgen.models.nice import NICE, bits_per_dim
 from scratchgen.plots import curves, image_grid
@@ -46,6 +47,17 @@ def make_optimizer(name, params, lr):
     if name == "rmsprop":
         return sg.optim.RMSprop(params, lr=lr, alpha=0.95, eps=1e-2, momentum=0.0)
     return sg.optim.Adam(params, lr=lr, betas=(0.9, 0.99), eps=1e-4)
+
+
+def evaluate_checkpoint(model, path, valid, test, args):
+    ckpt = load_checkpoint(path, model, restore_rng=False)
+    valid_ll, test_ll = (log_likelihood(model, x, device=args.device) for x in (valid, test))
+    results = {"checkpoint": path, "epoch": ckpt["epoch"], "valid_ll": valid_ll, "test_ll_nats": test_ll,
+               "test_bits_per_dim": bits_per_dim(test_ll)}
+    print(json.dumps(results, indent=2))
+    with open(os.path.join(args.out, "evaluation.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    return results
 
 
 def main():
@@ -77,6 +89,9 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (CuPy)")
     p.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
+    p.add_argument("--evaluate", metavar="CKPT", default=None,
+                   help="no training: score a saved checkpoint (e.g. OUT/best.npz of a stopped run) on the "
+                        "validation and test sets, with the same noise draws as training runs use")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
     p.add_argument("--out", default="runs/nice")
     args = p.parse_args()
@@ -92,6 +107,8 @@ def main():
     if args.init_range is not None:
         model.uniform_init_(args.init_range)
     model = model.to(args.device)
+    if args.evaluate:
+        return evaluate_checkpoint(model, args.evaluate, valid, test, args)
     print(model)
     if args.scale_init == "data":
         model.initialize_scale(sg.tensor(dequantize(train_u8[:1000], rng)).to(args.device))

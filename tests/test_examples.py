@@ -122,4 +122,11 @@ def test_nice_example_with_the_authors_rmsprop_uniform_init_and_weight_averages(
     assert results["config"]["optimizer"] == "rmsprop" and results["config"]["init_range"] == 0.01
     from scratchgen.checkpoint import load_checkpoint
     assert "ema" in load_checkpoint(out / "checkpoint.npz", restore_rng=False)["extra"]   # fit kept the averages
+    # --evaluate scores a saved run again: the best (EMA) weights give the logged numbers back
+    run_example("nice_mnist.py", "--couplings", 2, "--hidden", 16, "--hidden-layers", 1,
+                "--evaluate", out / "best.npz", "--out", tmp_path / "eval")
+    again = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert again["epoch"] == 1
+    assert again["valid_ll"] == pytest.approx(results["best_valid_ll"], rel=1e-6)
+    assert again["test_ll_nats"] == pytest.approx(results["test_ll_nats"], rel=1e-6)
     assert results["test_bits_per_dim"] < 8.0
