@@ -2,6 +2,9 @@
 
     python examples/nice_mnist.py --epochs 20 --out runs/nice
     python examples/nice_mnist.py --coupling affine ...     # RealNVP affine coupling
+    python examples/nice_mnist.py --scale-init data --ema 0.9995 --epochs 1500 --patience 0 --out runs/n
+    python examples/nice_mnist.py ... --resume --out runs/n                # continue runs/n/checkpoint.npz
+    python examples/nice_mnist.py --evaluate runs/n/best.npz --out runs/n  # score a saved run again
     python examples/nice_mnist.py --optimizer rmsprop --init-range 0.01 --lr-decay 1.0005 --min-lr 1e-4 \
         --scale-init data ...                               # the authors' released recipe (+ the data start)
 
@@ -25,7 +28,7 @@ from scratchgen.checkpoint import load_checkpoint
 from scratchgen.data import DataLoader, dequantize, describe_mnist_source, load_mnist
 from scratchgen.models.nice import NICE, bits_per_dim
 from scratchgen.plots import curves, image_grid
-from scratchgen.train import EarlyStopping, fit, seed_everything
+from scratchgen.train import EarlyStopping, fit, resume, seed_everything
 
 
 def flat(images):
@@ -92,6 +95,9 @@ def main():
     p.add_argument("--evaluate", metavar="CKPT", default=None,
                    help="no training: score a saved checkpoint (e.g. OUT/best.npz of a stopped run) on the "
                         "validation and test sets, with the same noise draws as training runs use")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint.npz (weights, optimizer, schedule, weight "
+                        "averages, best epoch) up to --epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
     p.add_argument("--out", default="runs/nice")
     args = p.parse_args()
@@ -120,7 +126,12 @@ def main():
         floor = args.min_lr / args.lr
         scheduler = sg.optim.lr_scheduler.LambdaLR(
             optimizer, lambda epoch: max(args.lr_decay ** -(epoch * len(loader)), floor))
-    noise = np.random.default_rng(args.seed + 1)
+    early_stopping = EarlyStopping("valid_ll", "max", patience=args.patience or None)
+    start_epoch = resume(args.out, model, optimizer, scheduler, loader, early_stopping, ema) if args.resume else 0
+    if args.resume:
+        print(f"resumed {args.out} after epoch {start_epoch} (best valid LL so far {early_stopping.best})")
+    # the same stream as the torch twin's; a resumed run draws fresh noise (its generator is not checkpointed)
+    noise = np.random.default_rng([args.seed + 1, start_epoch] if start_epoch else args.seed + 1)
 
     def loss_fn(model, batch):
         if args.optimizer == "rmsprop":  # loader.epoch: the 1-based epoch in progress
@@ -132,7 +143,7 @@ def main():
     result = fit(model, optimizer, loader, loss_fn, args.epochs,
                  valid_fn=lambda m: {"valid_ll": log_likelihood(m, valid, device=args.device)},
                  metrics_path=os.path.join(args.out, "metrics.jsonl"),
-                 early_stopping=EarlyStopping("valid_ll", "max", patience=args.patience or None),
+                 early_stopping=early_stopping, start_epoch=start_epoch,
                  checkpoint_dir=args.out, scheduler=scheduler, ema=ema, max_time=args.max_time, progress=not args.no_progress)
     train_time = time.time() - start
     test_ll = log_likelihood(model, test, device=args.device)

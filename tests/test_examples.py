@@ -129,4 +129,11 @@ def test_nice_example_with_the_authors_rmsprop_uniform_init_and_weight_averages(
     assert again["epoch"] == 1
     assert again["valid_ll"] == pytest.approx(results["best_valid_ll"], rel=1e-6)
     assert again["test_ll_nats"] == pytest.approx(results["test_ll_nats"], rel=1e-6)
+    # --resume continues the same run to --epochs 2: one more epoch appended, the averages carried on
+    run_example("nice_mnist.py", "--couplings", 2, "--hidden", 16, "--hidden-layers", 1, "--epochs", 2,
+                "--batch-size", 500, "--optimizer", "rmsprop", "--init-range", 0.01, "--scale-init", "data",
+                "--ema", 0.9, "--no-progress", "--resume", "--out", out)
+    rows = records(out / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 2
     assert results["test_bits_per_dim"] < 8.0
