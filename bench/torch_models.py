@@ -23,7 +23,7 @@ epoch; test log-likelihood in nats and bits/dim; one JSON line per epoch in DIR/
     SCRATCHGEN_DATA=/work/shared/data python bench/torch_models.py nice --epochs 1000 --out runs/torch_nice
     python bench/torch_models.py nice --epochs 1 --limit-train 2000 --out /tmp/tn     # smoke test
 
---optimizer rmsprop, --init-range, --scale-init data, --lr-decay/--min-lr and --max-time mirror the
+--optimizer rmsprop, --init-range, --scale-init data, --lr-decay/--min-lr, --ema and --max-time mirror the
 example's flags of the same names (the same initial weights, S, rate per epoch and momentum switch).
 
 The VAE, GAN and WGAN-GP twins are in bench/torch_vae.py and bench/torch_gan.py (their docstrings
@@ -38,6 +38,7 @@ say what is mirrored); their subcommands can be run from here as well:
 torch is a bench-only dependency; scratchgen itself never imports it.
 """
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -257,7 +258,7 @@ def log_likelihood(model, x, batch=1000, device="cpu"):
 def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, seed=0, num_couplings=4,
                      hidden=1000, hidden_layers=5, limit_train=None, limit_eval=None, threads=None,
                      init_from_scratchgen=True, device="cpu", log=print, optimizer="adam", init_range=None,
-                     scale_init="zeros", lr_decay=1.0, min_lr=1e-4, max_time=None):
+                     scale_init="zeros", lr_decay=1.0, min_lr=1e-4, max_time=None, ema=0.0):
     """Train TorchNICE on dequantized MNIST (50k train / 10k valid / 10k test) as examples/nice_mnist.py
     does; return the results dict. Writes out/metrics.jsonl (one line per epoch) and out/results.json."""
     from scratchgen.data import dequantize, load_mnist
@@ -297,6 +298,24 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
     else:
         opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-4)
     n_batches = -(-len(train_u8) // batch_size)
+    params = list(model.parameters())
+    shadow = [p.detach().clone() for p in params] if ema else None   # scratchgen's optim.EMA, same update
+
+    @contextlib.contextmanager
+    def averaged():   # validate, select and test the averages, as fit(ema=...) does
+        if shadow is None:
+            yield
+            return
+        live = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, s in zip(params, shadow):
+                p.copy_(s)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, a in zip(params, live):
+                    p.copy_(a)
     noise = np.random.default_rng(seed + 1)
     metrics_path = os.path.join(out, "metrics.jsonl") if out else None
     if metrics_path and os.path.exists(metrics_path):
@@ -324,13 +343,18 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
             loss = model.loss(x)
             loss.backward()
             opt.step()
+            if shadow is not None:
+                with torch.no_grad():
+                    for s, p in zip(shadow, params):
+                        s.mul_(ema).add_((1.0 - ema) * p)
             value = loss.item()
             if not math.isfinite(value):
                 raise FloatingPointError(f"training loss became {value} at epoch {epoch}, batch {b // batch_size}")
             loss_sum += value * len(x)
         train_time = time.perf_counter() - t0
         model.eval()
-        valid_ll = log_likelihood(model, valid, device=device)
+        with averaged():
+            valid_ll = log_likelihood(model, valid, device=device)
         record = {"epoch": epoch, "train_loss": loss_sum / n, "valid_ll": valid_ll,
                   "valid_bits_per_dim": bits_per_dim(valid_ll), "lr": epoch_lr,
                   "time_s": round(time.perf_counter() - t0, 4), "train_time_s": round(train_time, 4),
@@ -338,7 +362,8 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
         improved = valid_ll > best
         if improved:
             best, best_epoch, bad = valid_ll, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            with averaged():
+                best_state = copy.deepcopy(model.state_dict())
             if out:
                 torch.save(best_state, os.path.join(out, "best.pt"))
         else:
@@ -370,7 +395,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
                               limit_train=limit_train, limit_eval=limit_eval,
                               init_from_scratchgen=init_from_scratchgen, optimizer=optimizer,
                               init_range=init_range, scale_init=scale_init, lr_decay=lr_decay, min_lr=min_lr,
-                              max_time=max_time)}
+                              max_time=max_time, ema=ema)}
     if out:
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
@@ -408,6 +433,7 @@ def main(argv=None):
     n.add_argument("--lr-decay", type=float, default=1.0)
     n.add_argument("--min-lr", type=float, default=1e-4)
     n.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
+    n.add_argument("--ema", type=float, default=0.0, help="validate and test a moving average of the weights")
     n.add_argument("--out", default="runs/torch_nice")
     # VAE, GAN and WGAN-GP twins live in their own files; their subcommands are reachable from here too.
     import torch_gan
@@ -424,7 +450,8 @@ def main(argv=None):
                                       args.seed, args.couplings, args.hidden, args.hidden_layers,
                                       args.limit_train, args.limit_eval, args.threads,
                                       not args.torch_init, args.device, print, args.optimizer, args.init_range,
-                                      args.scale_init, args.lr_decay, args.min_lr, args.max_time), indent=2))
+                                      args.scale_init, args.lr_decay, args.min_lr, args.max_time, args.ema),
+                      indent=2))
     return 0
 
 
