@@ -19,7 +19,7 @@ from scratchgen.plots import read_jsonl  # noqa: E402
 
 
 def parse_run(arg):
-    label, sep, path = arg.partition("=")
+    label, sep, path = arg.rpartition("=")   # labels may hold "=", paths seldom do
     if not sep:
         label, path = os.path.basename(os.path.dirname(os.path.abspath(arg))), arg
     if not os.path.isfile(path):
