@@ -116,7 +116,7 @@ def main():
     if args.evaluate:
         return evaluate_checkpoint(model, args.evaluate, valid, test, args)
     print(model)
-    if args.scale_init == "data":
+    if args.scale_init == "data" and not args.resume:   # a resumed run loads S with the rest
         model.initialize_scale(sg.tensor(dequantize(train_u8[:1000], rng)).to(args.device))
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
     ema = sg.optim.EMA(model.parameters(), decay=args.ema) if args.ema else None
