@@ -102,6 +102,31 @@ def test_made_example_with_masks_and_a_time_budget(tmp_path):
     assert not list(out.glob("*.npz"))
 
 
+def test_made_mixture_example_selects_on_validation_and_scores_the_test_once(tmp_path):
+    data = os.environ.get("SCRATCHGEN_DATA")
+    if not data or not (Path(data) / "binarized_mnist").is_dir():
+        pytest.skip("needs binarized MNIST under $SCRATCHGEN_DATA (CI has it)")
+    runs = []
+    for seed in (0, 1):
+        runs.append(tmp_path / f"made_s{seed}")
+        run_example("made_mnist.py", "--hidden", 16, "--epochs", 1, "--natural-ordering", 0, "--direct", 1,
+                    "--seed", seed, "--no-progress", "--out", runs[-1], data=data)
+    out = tmp_path / "mixture"
+    stdout = run_example("made_mixture.py", *runs, "--max-members", 4, "--out", out, data=data)
+    results = json.loads((out / "results.json").read_text())
+    members = results["members"]
+    assert 1 <= sum(m["picks"] for m in members) <= 4 and "test NLL" in stdout
+    # greedy selection never ends worse on validation than the best single run
+    assert results["valid_nll"] <= min(m["valid_nll"] for m in members) + 1e-9
+    # Jensen: log sum_k pi_k p_k >= sum_k pi_k log p_k, so the mixture beats its members' weighted mean
+    assert results["test_nll"] <= sum(m["weight"] * m["test_nll"] for m in members) + 1e-3
+    assert (out / "samples.png").is_file()
+    env = dict(os.environ, SCRATCHGEN_DATA=data, MPLBACKEND="Agg")
+    missing = subprocess.run([sys.executable, str(ROOT / "examples" / "made_mixture.py"), str(tmp_path)],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert missing.returncode != 0 and f"{tmp_path / 'results.json'} not found" in missing.stderr
+
+
 def test_nice_example_with_data_init_and_the_authors_lr_decay(tmp_path):
     out = tmp_path / "nice"
     run_example("nice_mnist.py", "--couplings", 2, "--hidden", 16, "--hidden-layers", 1, "--epochs", 2,

@@ -13,6 +13,8 @@ from .. import nn
 from .registry import register
 from .vae import VAE, VAESpec
 
+__all__ = ["ConvVAE"]
+
 
 class ConvEncoder(nn.Module):
     def __init__(self, hidden, channels=(32, 64)):

@@ -24,6 +24,8 @@ from .gan import MNIST_DEFAULTS, MNISTAdversarialSpec
 from .registry import register
 from .wgan import OPTIMIZERS, MNISTWGANSpec
 
+__all__ = ["DCGANGenerator", "DCGANDiscriminator"]
+
 
 class DCGANGenerator(nn.Module):
     def __init__(self, latent_dim=100, channels=64):

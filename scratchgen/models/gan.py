@@ -51,6 +51,8 @@ from ..ops.shape import concatenate
 from ..tensor import Tensor, float32
 from .registry import ModelSpec, register
 
+__all__ = ["GAN", "HingeGAN", "Generator", "Discriminator"]
+
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "tanh": nn.Tanh,
                "elu": nn.ELU, "softplus": nn.Softplus}
 

@@ -43,6 +43,8 @@ from .gan import one_hot
 from .pixelcnn import BinarizedMNISTAutoregressiveSpec, _as_images, autoregressive_sample
 from .registry import register
 
+__all__ = ["GatedPixelCNN"]
+
 
 def shift_down(x):
     """Row i receives row i - 1 (row 0 gets zeros): strictly-above information only."""

@@ -21,6 +21,8 @@ from .gan import (GAN, MNIST_DEFAULTS, Generator, MNISTAdversarialSpec, gan_disc
                   mlp, most_realistic, one_hot)
 from .registry import register
 
+__all__ = ["InfoGAN"]
+
 
 class InfoDiscriminator(nn.Module):
     """D(x) and Q(c | x) on one body: the Discriminator's MLP with `codes` more outputs on its last

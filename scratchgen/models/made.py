@@ -25,6 +25,8 @@ from ..ops.shape import stack
 from ..tensor import Tensor, float32
 from .registry import ModelSpec, register
 
+__all__ = ["MADE"]
+
 
 def _connect(layer, m_in, m_out, strict):
     """Write the degree mask M[k, j] = m_out[k] >= m_in[j] (> when strict) into a MaskedLinear.

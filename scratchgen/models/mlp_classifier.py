@@ -22,6 +22,8 @@ from ..random import rng as global_rng
 from ..tensor import tensor
 from .registry import ModelSpec, register
 
+__all__ = ["MLPClassifier"]
+
 
 class MLPClassifier(nn.Module):
     def __init__(self, in_features=784, hidden=(512, 256), num_classes=10, dropout=0.0):

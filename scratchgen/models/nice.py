@@ -29,6 +29,8 @@ from ..ops.shape import stack
 from ..tensor import Tensor, float32
 from .registry import ModelSpec, register
 
+__all__ = ["NICE", "Coupling"]
+
 LOG_2PI = math.log(2 * math.pi)
 
 

@@ -34,6 +34,8 @@ from ..losses import binary_cross_entropy_with_logits
 from ..tensor import Tensor, tensor
 from .registry import ModelSpec, register
 
+__all__ = ["PixelCNN"]
+
 
 def masked_1x1(c_in, c_out, data_channels):
     return nn.MaskedConv2d(c_in, c_out, 1, mask_type="B", data_channels=data_channels)

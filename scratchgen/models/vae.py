@@ -49,6 +49,8 @@ from ..random import rng
 from ..tensor import Tensor, float32
 from .registry import ModelSpec, register
 
+__all__ = ["VAE"]
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "elu": nn.ELU}
 
 

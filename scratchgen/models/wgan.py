@@ -43,6 +43,8 @@ from ..tensor import Tensor, tensor
 from .gan import GAN, MNIST_DEFAULTS, AdversarialSpec, Discriminator, Generator, HingeGAN, MNISTAdversarialSpec
 from .registry import register
 
+__all__ = ["WGAN", "WGANGP"]
+
 
 def gradient_penalty(critic, real, fake, labels=None, epsilon=None):
     """E[(||grad_{x^} f(x^)||_2 - 1)^2] over x^ = eps * real + (1 - eps) * fake, and x^.
