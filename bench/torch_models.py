@@ -434,6 +434,9 @@ def main(argv=None):
     n.add_argument("--min-lr", type=float, default=1e-4)
     n.add_argument("--max-time", type=float, default=None, help="stop after the epoch that ends past this many seconds")
     n.add_argument("--ema", type=float, default=0.0, help="validate and test a moving average of the weights")
+    n.add_argument("--flush-denormal", action="store_true",
+                   help="torch.set_flush_denormal(True): late in a run most Adam moments are subnormal, which "
+                        "slows torch's CPU steps (bench/bench_nice_trained.py --adam-state)")
     n.add_argument("--out", default="runs/torch_nice")
     # VAE, GAN and WGAN-GP twins live in their own files; their subcommands are reachable from here too.
     import torch_gan
@@ -446,6 +449,8 @@ def main(argv=None):
         return args.func(args) or 0
     if args.cmd == "check":
         return _check_main(args)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     print(json.dumps(train_torch_nice(args.epochs, args.out, args.batch_size, args.lr, args.patience or None,
                                       args.seed, args.couplings, args.hidden, args.hidden_layers,
                                       args.limit_train, args.limit_eval, args.threads,
