@@ -36,7 +36,10 @@ def load_run(path, device="cpu"):
             raise FileNotFoundError(f"{needed} not found: a RUN must be the --out folder of a finished "
                                     f"examples/made_mnist.py run trained without --no-checkpoint")
     with open(config_path) as f:
-        c = json.load(f)["config"]
+        c = json.load(f).get("config")
+    if not c:
+        raise ValueError(f"{config_path} has no 'config' entry (the architecture), so the run cannot be rebuilt: "
+                         f"it was not written by examples/made_mnist.py; leave this run out")
     model = MADE(784, c["hidden"], num_masks=c["num_masks"], natural_ordering=bool(c["natural_ordering"]),
                  direct_connection=bool(c["direct"]), seed=c["seed"])
     state = sg.load(weights_path)

@@ -125,6 +125,13 @@ def test_made_mixture_example_selects_on_validation_and_scores_the_test_once(tmp
     missing = subprocess.run([sys.executable, str(ROOT / "examples" / "made_mixture.py"), str(tmp_path)],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert missing.returncode != 0 and f"{tmp_path / 'results.json'} not found" in missing.stderr
+    old = tmp_path / "old_run"
+    old.mkdir()
+    (old / "results.json").write_text('{"test_nll": 100.0}')
+    (old / "best.npz").write_bytes((runs[0] / "best.npz").read_bytes())
+    no_config = subprocess.run([sys.executable, str(ROOT / "examples" / "made_mixture.py"), str(old)],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert no_config.returncode != 0 and "has no 'config' entry" in no_config.stderr
 
 
 def test_nice_example_with_data_init_and_the_authors_lr_decay(tmp_path):
