@@ -56,9 +56,8 @@ def log_probs(model, x, batch=1000):
 def mixture_nll(scores, counts):
     """Mean NLL of the mixture with weights counts / counts.sum(); scores: (runs, examples)."""
     keep = counts > 0
-    a = scores[keep] + np.log(counts[keep] / counts.sum())[:, None]
-    top = a.max(axis=0)
-    return float(-(top + np.log(np.exp(a - top).sum(axis=0))).mean())
+    log_pi = np.log(counts[keep] / counts.sum())[:, None]
+    return -float(sg.tensor(scores[keep] + log_pi).logsumexp(axis=0).mean().item())
 
 
 def select_members(valid_scores, max_members):
