@@ -1,12 +1,17 @@
 """The example scripts run end to end on tiny budgets, with the options the results in
 bench/RESULTS.md were measured with (the numbers themselves come from long runs, not tests)."""
+import importlib.util
+import itertools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import scratchgen as sg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,3 +174,79 @@ def test_nice_example_with_the_authors_rmsprop_uniform_init_and_weight_averages(
     assert [r["epoch"] for r in rows] == [1, 2]
     assert json.loads((out / "results.json").read_text())["epochs_run"] == 2
     assert results["test_bits_per_dim"] < 8.0
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def random_made(D, seed, natural=True):
+    from scratchgen.models import MADE
+    model = MADE(D, [6], natural_ordering=natural, direct_connection=True, seed=seed, dtype=np.float64)
+    for w in model.parameters():   # larger weights than the init, so the teachers differ clearly
+        w.data[...] = np.random.default_rng(seed).normal(0, 1.0, w.shape)
+    return model
+
+
+def test_distillation_targets_are_the_teacher_mixtures_exact_conditionals():
+    from scratchgen.models import Mixture
+    distill = load_example("made_distill")
+    D = 5
+    teachers = [random_made(D, 0), random_made(D, 1)]
+    x = np.array(list(itertools.product([0.0, 1.0], repeat=D)))
+    q = distill.teacher_probs(teachers, [1.0, 3.0], x, batch=7).astype(np.float64)
+    # the chain rule: prod_d q_d^x_d (1 - q_d)^(1 - x_d) is the mixture's probability of every image
+    log_p = np.sum(x * np.log(q) + (1 - x) * np.log1p(-q), axis=1)
+    mixture = Mixture(teachers, weights=[1.0, 3.0]).log_prob(x).detach().numpy()
+    np.testing.assert_allclose(log_p, mixture, atol=1e-5)
+    # and q_d sees only x_<d: changing x_d and later pixels leaves q_1..q_d alone
+    for d in range(D):
+        changed = x.copy()
+        changed[:, d:] = 1 - changed[:, d:]
+        np.testing.assert_array_equal(distill.teacher_probs(teachers, [1.0, 3.0], changed)[:, :d + 1],
+                                      distill.teacher_probs(teachers, [1.0, 3.0], x)[:, :d + 1])
+    with pytest.raises(ValueError, match="share one ordering"):
+        distill.teacher_probs([teachers[0], random_made(D, 2, natural=False)], [1.0, 1.0], x)
+
+
+def test_made_distill_example_trains_a_student_that_can_teach_in_turn(tmp_path):
+    data = os.environ.get("SCRATCHGEN_DATA")
+    if not data or not (Path(data) / "binarized_mnist").is_dir():
+        pytest.skip("needs binarized MNIST under $SCRATCHGEN_DATA (CI has it)")
+    teachers = []
+    for seed, natural in ((0, 1), (1, 1), (2, 0)):
+        teachers.append(tmp_path / f"teacher_s{seed}")
+        run_example("made_mnist.py", "--hidden", 16, "--epochs", 1, "--natural-ordering", natural, "--direct", 1,
+                    "--seed", seed, "--no-progress", "--out", teachers[-1], data=data)
+    out = tmp_path / "student"
+    stdout = run_example("made_distill.py", *teachers[:2], "--hidden", 8, "--epochs", 2, "--limit-train", 2000,
+                         "--hard-weight", 0.5, "--teacher-samples", 300, "--no-progress", "--out", out, data=data)
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs_run"] == 2 and len(results["teacher_valid_nll"]) == 2 and "test NLL" in stdout
+    assert 50 < results["test_nll"] < 784 * np.log(2)   # it learnt: better than coin flips
+    assert (out / "teacher_samples.png").is_file()
+    student = load_example("made_mixture").load_run(out)   # rebuilt from results.json + best.npz
+    assert student.hidden_sizes == [8] and student.direct is not None
+    env = dict(os.environ, SCRATCHGEN_DATA=data, MPLBACKEND="Agg")
+    mixed_orders = subprocess.run([sys.executable, str(ROOT / "examples" / "made_distill.py"), str(teachers[2]),
+                                   "--epochs", "1", "--out", str(tmp_path / "bad")],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert mixed_orders.returncode != 0 and "random ordering" in mixed_orders.stderr
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_the_one_layer_sampler_draws_the_same_images_as_made_sample(direct):
+    from scratchgen.models import MADE
+    distill = load_example("made_distill")
+    made = MADE(7, [9], natural_ordering=False, direct_connection=direct, seed=3)
+    for w in made.parameters():
+        w.data[...] = np.random.default_rng(1).normal(0, 1.5, w.shape)
+    expected = made.sample(50, generator=sg.random.Generator(4)).numpy()
+    np.testing.assert_array_equal(distill.sample_one_layer(made, 50, sg.random.Generator(4)), expected)
+    with pytest.raises(ValueError, match="one hidden layer"):
+        distill.sample_one_layer(MADE(7, [5, 5]), 3)
+    mixed = distill.sample_teachers([made, made], [1.0, 2.0], 30, sg.random.Generator(0), batch=8)
+    assert mixed.shape == (30, 7) and set(np.unique(mixed)) <= {0.0, 1.0}
