@@ -7,12 +7,15 @@ momentum) from a trained torch checkpoint, loaded into both frameworks.
 
     SCRATCHGEN_DATA=../shared/data python bench/bench_nice_trained.py runs/nice_torch_authors/best.pt --threads 1
 
-With --adam-state, it also times Adam steps from a scratchgen examples/nice_mnist.py checkpoint
-(weights AND Adam moments, given to both frameworks). Late in a run most of the moments of dead
-ReLU units' weights have decayed into float32's subnormal range (gradient exactly 0, moments
-times beta per step), and arithmetic on subnormals is slow in torch unless flushed to zero:
+With --optimizer-state (alias --adam-state), it also times steps from a scratchgen
+examples/nice_mnist.py checkpoint: its weights AND its optimizer's state (Adam moments or
+RMSprop averages and momentum buffers), given to both frameworks. Late in a run most of that
+state of dead or near-dead ReLU units' weights lies in float32's subnormal range (tiny or zero
+gradients, averages times beta per step), and arithmetic on subnormals is slow in torch unless
+flushed to zero:
 
-    SCRATCHGEN_DATA=../shared/data python bench/bench_nice_trained.py --adam-state runs/nice_cpu_scaleinit_ema/checkpoint.npz --threads 1
+    SCRATCHGEN_DATA=../shared/data python bench/bench_nice_trained.py --optimizer-state runs/nice_cpu_scaleinit_ema/checkpoint.npz --threads 1
+    SCRATCHGEN_DATA=../shared/data python bench/bench_nice_trained.py --optimizer-state runs/nice_cpu_authors/checkpoint.npz --threads 1
 """
 import argparse
 import os
@@ -25,7 +28,9 @@ from common import pin_threads, timeit  # noqa: E402
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="a TorchNICE state_dict saved by bench/torch_models.py nice (best.pt)")
-    p.add_argument("--adam-state", help="a scratchgen nice_mnist.py checkpoint.npz: time Adam steps from its weights and moments")
+    p.add_argument("--optimizer-state", "--adam-state", dest="optimizer_state",
+                   help="a scratchgen nice_mnist.py checkpoint.npz (Adam or RMSprop): time steps from its weights "
+                        "and optimizer state")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=10)
     args = p.parse_args()
@@ -35,9 +40,9 @@ def main():
     import scratchgen as sg
     from scratchgen.data import dequantize, load_mnist
     torch.set_num_threads(args.threads)
-    if not args.checkpoint and not args.adam_state:
-        p.error("give a torch checkpoint (best.pt), --adam-state CHECKPOINT.npz, or both")
-    for path in (args.checkpoint, args.adam_state):
+    if not args.checkpoint and not args.optimizer_state:
+        p.error("give a torch checkpoint (best.pt), --optimizer-state CHECKPOINT.npz, or both")
+    for path in (args.checkpoint, args.optimizer_state):
         if path and not os.path.isfile(path):
             raise SystemExit(f"no checkpoint at {path!r}: run bench/torch_models.py nice or examples/nice_mnist.py "
                              f"with --out DIR first")
@@ -60,16 +65,16 @@ def main():
         return step
 
     rows = {}
-    if args.adam_state:
-        rows.update(adam_state_rows(args.adam_state, x, torch_step, sg_step, args.steps))
+    if args.optimizer_state:
+        rows.update(optimizer_state_rows(args.optimizer_state, x, torch_step, sg_step, args.steps))
     if args.checkpoint:
         rows.update(rmsprop_rows(torch.load(args.checkpoint), x, torch_step, sg_step, args.steps))
     for (label, name), t in rows.items():
         print(f"{label:16s} {name:24s} {t.median * 1e3:8.1f} ms/step (iqr {t.iqr * 1e3:.1f})")
 
 
-def adam_state_rows(path, x, torch_step, sg_step, steps):
-    """Adam steps from a scratchgen checkpoint's weights and moments, in both frameworks."""
+def optimizer_state_rows(path, x, torch_step, sg_step, steps):
+    """Adam or RMSprop steps from a scratchgen checkpoint's weights and optimizer state, in both frameworks."""
     import numpy as np
     import torch
     import scratchgen as sg
@@ -77,36 +82,43 @@ def adam_state_rows(path, x, torch_step, sg_step, steps):
     from torch_models import TorchNICE
     ckpt = sg.load(path)
     group = ckpt["optimizer"]["param_groups"]["0"]
-    hyper = dict(lr=float(group["lr"]), betas=tuple(float(b) for b in group["betas"]), eps=float(group["eps"]))
-    moments = np.concatenate([np.ravel(s[k]) for s in ckpt["optimizer"]["state"].values()
-                              for k in ("exp_avg", "exp_avg_sq")])
+    if "betas" in group:
+        name, keys = "Adam", ("exp_avg", "exp_avg_sq")
+        hyper = dict(lr=float(group["lr"]), betas=tuple(float(b) for b in group["betas"]), eps=float(group["eps"]))
+    else:
+        name, keys = "RMSprop", ("square_avg", "momentum_buffer")
+        hyper = {k: float(group[k]) for k in ("lr", "alpha", "eps", "momentum")}
+    states = ckpt["optimizer"]["state"].values()
     tiny = np.finfo(np.float32).tiny
-    print(f"{path}: epoch {ckpt['epoch']}, {np.mean((moments != 0) & (np.abs(moments) < tiny)):.1%} of "
-          f"{moments.size:,} Adam moments subnormal, {np.mean(moments == 0):.1%} zero; {hyper}")
+    for key in keys:
+        values = np.concatenate([np.ravel(s[key]) for s in states if key in s])
+        print(f"{path}: epoch {ckpt['epoch']}, {name} {key}: {np.mean((values != 0) & (np.abs(values) < tiny)):.1%} "
+              f"of {values.size:,} subnormal, {np.mean(values == 0):.1%} zero")
+    print(f"{name} {hyper}")
     sgm, tm = NICE(784), TorchNICE(784, 4, 1000, 5)
     sgm.load_state_dict(ckpt["model"])
     tm.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in ckpt["model"].items()})
 
-    def sg_adam():
-        opt = sg.optim.Adam(sgm.parameters(), **hyper)
+    def sg_opt():
+        opt = getattr(sg.optim, name)(sgm.parameters(), **hyper)
         opt.load_state_dict(ckpt["optimizer"])
         return opt
 
-    def torch_adam():
-        opt = torch.optim.Adam(tm.parameters(), **hyper)
+    def torch_opt():
+        opt = getattr(torch.optim, name)(tm.parameters(), **hyper)
         by_name = dict(tm.named_parameters())
-        for k, (name, _) in enumerate(sgm.named_parameters()):
+        for k, (param_name, _) in enumerate(sgm.named_parameters()):
             s = ckpt["optimizer"]["state"][str(k)]
-            opt.state[by_name[name]] = {"step": torch.tensor(float(s["step"])),
-                                        "exp_avg": torch.from_numpy(np.array(s["exp_avg"], dtype=np.float32)),
-                                        "exp_avg_sq": torch.from_numpy(np.array(s["exp_avg_sq"], dtype=np.float32))}
+            state = {"step": torch.tensor(float(s["step"]))}
+            state.update({key: torch.from_numpy(np.array(s[key], dtype=np.float32)) for key in keys if key in s})
+            opt.state[by_name[param_name]] = state
         return opt
 
-    label = f"Adam, epoch {ckpt['epoch']}"
-    rows = {(label, "scratchgen"): timeit(sg_step(sgm, sg_adam()), repeat=steps, warmup=2),
-            (label, "torch"): timeit(torch_step(tm, torch_adam()), repeat=steps, warmup=2)}
+    label = f"{name}, epoch {ckpt['epoch']}"
+    rows = {(label, "scratchgen"): timeit(sg_step(sgm, sg_opt()), repeat=steps, warmup=2),
+            (label, "torch"): timeit(torch_step(tm, torch_opt()), repeat=steps, warmup=2)}
     torch.set_flush_denormal(True)
-    rows[(label, "torch, flush_denormal")] = timeit(torch_step(tm, torch_adam()), repeat=steps, warmup=2)
+    rows[(label, "torch, flush_denormal")] = timeit(torch_step(tm, torch_opt()), repeat=steps, warmup=2)
     torch.set_flush_denormal(False)
     return rows
 
