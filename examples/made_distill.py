@@ -56,9 +56,10 @@ def teacher_probs(teachers, weights, x, batch=1000):
     log_pi = np.log(np.asarray(weights, dtype=np.float64) / np.sum(weights))[:, None, None]
     out = np.empty(x.shape, dtype=np.float32)
     for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
-        logits = np.stack([t(sg.tensor(xb)).numpy() for t in teachers]).astype(np.float64)   # (K, n, D)
-        log_cond = -(np.maximum(logits, 0) - logits * xb + np.log1p(np.exp(-np.abs(logits))))
+        xb = sg.tensor(x[i:i + batch])
+        logits = [t(xb) for t in teachers]
+        log_cond = np.stack([-binary_cross_entropy_with_logits(z, xb, reduction="none").numpy()
+                             for z in logits]).astype(np.float64)                          # (K, n, D)
         # log p_k(x_<d): the log-conditionals of the dimensions generated before d.
         in_order = log_cond[:, :, ordering]
         prefix = np.zeros_like(in_order)
@@ -69,7 +70,7 @@ def teacher_probs(teachers, weights, x, batch=1000):
         log_w -= log_w.max(axis=0, keepdims=True)
         w = np.exp(log_w)
         w /= w.sum(axis=0, keepdims=True)
-        out[i:i + batch] = (w / (1 + np.exp(-logits))).sum(axis=0)
+        out[i:i + batch] = (w * np.stack([z.sigmoid().numpy() for z in logits])).sum(axis=0)
     return out
 
 
@@ -77,7 +78,7 @@ def teacher_probs(teachers, weights, x, batch=1000):
 def sample_one_layer(made, n, generator=None):
     """MADE.sample for a one-hidden-layer MADE in O(D H) per image rather than O(D^2 H): the hidden
     pre-activations a = b + W x_<d gain one column of W per generated pixel, and output d reads
-    only units of degree < d, whose inputs are all in already. Same uniforms, same images."""
+    only units of degree < d, whose inputs are all in already. Same uniforms, same images (CPU)."""
     if len(made.hidden_sizes) != 1 or made.num_masks != 1:
         raise ValueError(f"sample_one_layer needs one hidden layer and one mask, got hidden sizes "
                          f"{made.hidden_sizes} and {made.num_masks} masks: use MADE.sample")
