@@ -15,18 +15,19 @@ import numpy as np
 
 import scratchgen as sg
 from scratchgen.data import load_binarized_mnist
+from scratchgen.losses import binary_cross_entropy, binary_cross_entropy_with_logits
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 from made_distill import teacher_probs  # noqa: E402
 from made_mixture import load_run  # noqa: E402
 
 
-def bernoulli_terms(p, x, q):
-    """NLL of x under p, and sum_d KL(q_d || p_d), both per image."""
-    p, q = np.clip(p, 1e-7, 1 - 1e-7), np.clip(q, 1e-7, 1 - 1e-7)
-    nll = -(x * np.log(p) + (1 - x) * np.log1p(-p)).sum(axis=1)
-    kl = (q * np.log(q / p) + (1 - q) * np.log((1 - q) / (1 - p))).sum(axis=1)
-    return nll, kl
+def bernoulli_terms(logits, x, q):
+    """NLL of x under the student, and sum_d KL(q_d || s_d) = H(q, s) - H(q), both per image."""
+    nll = binary_cross_entropy_with_logits(logits, x, reduction="none").sum(axis=1)
+    cross_entropy = binary_cross_entropy_with_logits(logits, q, reduction="none").sum(axis=1)
+    entropy = binary_cross_entropy(sg.tensor(q), q, reduction="none").sum(axis=1)
+    return nll.numpy(), (cross_entropy - entropy).numpy()
 
 
 def main():
@@ -45,11 +46,12 @@ def main():
     for split in ("train", "valid"):
         x = load_binarized_mnist(split)[:args.limit].astype(np.float64)
         q = teacher_probs(teachers, [1.0] * len(teachers), x).astype(np.float64)
-        print(f"| teachers' mixture | {split} | {bernoulli_terms(q, x, q)[0].mean():.2f} | 0 |")
+        teacher_nll = binary_cross_entropy(sg.tensor(q), x, reduction="none").sum(axis=1).numpy()
+        print(f"| teachers' mixture | {split} | {teacher_nll.mean():.2f} | 0 |")
         for run, student in zip(args.students, students):
             with sg.no_grad():
-                s = student(sg.tensor(x.astype(np.float32))).sigmoid().numpy().astype(np.float64)
-            nll, kl = bernoulli_terms(s, x, q)
+                logits = student(sg.tensor(x.astype(np.float32))).numpy().astype(np.float64)
+            nll, kl = bernoulli_terms(sg.tensor(logits), x, q)
             print(f"| {run} | {split} | {nll.mean():.2f} | {kl.mean():.2f} |")
 
 

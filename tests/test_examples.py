@@ -176,8 +176,8 @@ def test_nice_example_with_the_authors_rmsprop_uniform_init_and_weight_averages(
     assert results["test_bits_per_dim"] < 8.0
 
 
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+def load_example(name, folder="examples"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -210,6 +210,20 @@ def test_distillation_targets_are_the_teacher_mixtures_exact_conditionals():
                                       distill.teacher_probs(teachers, [1.0, 3.0], x)[:, :d + 1])
     with pytest.raises(ValueError, match="share one ordering"):
         distill.teacher_probs([teachers[0], random_made(D, 2, natural=False)], [1.0, 1.0], x)
+
+
+def test_student_gap_kl_is_the_bernoulli_kl_and_zero_for_the_teacher_itself():
+    gap = load_example("made_student_gap", folder="bench")
+    rng = np.random.default_rng(0)
+    logits, q = rng.normal(0, 4, (6, 9)), rng.uniform(1e-3, 1 - 1e-3, (6, 9))
+    x = (rng.random((6, 9)) < 0.5).astype(np.float64)
+    p = 1 / (1 + np.exp(-logits))
+    nll, kl = gap.bernoulli_terms(sg.tensor(logits), x, q)
+    np.testing.assert_allclose(nll, -np.sum(x * np.log(p) + (1 - x) * np.log1p(-p), axis=1), rtol=1e-12)
+    np.testing.assert_allclose(kl, np.sum(q * np.log(q / p) + (1 - q) * np.log((1 - q) / (1 - p)), axis=1),
+                               rtol=1e-10)
+    _, kl_self = gap.bernoulli_terms(sg.tensor(np.log(q) - np.log1p(-q)), x, q)
+    np.testing.assert_allclose(kl_self, 0, atol=1e-12)
 
 
 def test_made_distill_example_trains_a_student_that_can_teach_in_turn(tmp_path):
