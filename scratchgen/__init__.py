@@ -1,4 +1,5 @@
 """scratchgen: deep generative models on a from-scratch autograd engine."""
+from . import threads  # first: the thread policy must be in place before BLAS or Numba start threads
 from .tensor import Tensor, tensor, float32, float64, int64, int32, bool_
 from .grad_mode import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from .autograd import grad
@@ -20,6 +21,7 @@ from .gradcheck import gradcheck, gradgradcheck, GradcheckError
 from .serialization import save, load  # noqa: F401
 
 clamp = clip
+set_num_threads, get_num_threads = threads.set_threads, threads.threads
 __version__ = "0.1.0"
 
 
