@@ -42,44 +42,18 @@ def _set_data_root(path):
     os.environ[DATA_ENV] = path
 
 
-class _ThreadLimit:
-    """Cap the threads of NumPy's BLAS (through threadpoolctl, when installed) and of Numba's
-    parallel kernels for the duration of a command; restores them afterwards. On a busy
-    machine, fewer threads than cores avoids spinning threads waiting for each other."""
-
-    def __init__(self, n):
-        self.n, self._blas, self._numba = n, None, None
-
-    def __enter__(self):
-        if not self.n:
-            return self
-        try:
-            import numba
-            self._numba = numba.get_num_threads()
-            numba.set_num_threads(max(1, min(self.n, numba.config.NUMBA_NUM_THREADS)))
-        except ImportError:
-            pass
-        try:
-            from threadpoolctl import threadpool_limits
-            self._blas = threadpool_limits(limits=self.n)
-        except ImportError:
-            _say(f"note: threadpoolctl is not installed, so --threads leaves BLAS alone; "
-                 f"set OPENBLAS_NUM_THREADS={self.n} before starting instead")
-        return self
-
-    def __exit__(self, *exc):
-        if self._blas is not None:
-            self._blas.restore_original_limits()
-        if self._numba is not None:
-            import numba
-            numba.set_num_threads(self._numba)
-
-
-def _limit_threads(args, spec):
-    """--threads, else $SCRATCHGEN_THREADS, else the model's own choice (spec.threads), else all."""
-    n = getattr(args, "threads", None) or int(os.environ.get("SCRATCHGEN_THREADS") or 0) or spec.threads
-    if n:
-        args.cleanup.enter_context(_ThreadLimit(n))
+def _limit_threads(args, spec=None):
+    """--threads, else $SCRATCHGEN_THREADS, else the default policy (scratchgen/threads.py)."""
+    from . import threads
+    n = getattr(args, "threads", None)
+    if n is not None and n < 1:
+        raise CLIError(f"--threads {n}: give a thread count >= 1 (or leave it out for the default)")
+    try:
+        applied = threads.set_threads(n)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    args.cleanup.callback(threads.set_threads, None)  # in-process callers (tests) get the default back
+    return applied
 
 
 def _data_root():
@@ -343,7 +317,7 @@ def build_parser():
     t.add_argument("--device", choices=["cpu", "cuda"])
     t.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
-                        "model's choice, else all cores)")
+                        "physical cores)")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>-<timestamp>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: never stop early)")
@@ -364,7 +338,7 @@ def build_parser():
     s.add_argument("--device", choices=["cpu", "cuda"])
     s.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
-                        "model's choice, else all cores)")
+                        "physical cores)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run on a data split")
@@ -375,7 +349,7 @@ def build_parser():
     e.add_argument("--device", choices=["cpu", "cuda"])
     e.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
-                        "model's choice, else all cores)")
+                        "physical cores)")
     e.add_argument("--json", action="store_true", help="also print the metrics as one JSON line")
     e.set_defaults(func=cmd_evaluate)
 

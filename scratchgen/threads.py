@@ -28,6 +28,8 @@ ENV = "SCRATCHGEN_THREADS"
 # Before any Numba parallel region runs: libgomp reads this once, when Numba loads its pool.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy  # noqa: E402,F401 - loads the BLAS whose pool the policy sizes
+
 _current = None  # the count in force (None: not applied yet)
 _numba_done = False  # Numba's count set to _current (Numba is imported only by the kernels)
 
@@ -122,11 +124,9 @@ def parallel_pays(work, min_work):
     """True when a kernel with `work` units should run its parallel body: from `min_work` units
     on (the kernel's measured break-even), and only when more than one thread is allowed."""
     n = threads()
-    if work < min_work or n == 1:
-        return False
     if not _numba_done:
         _apply_numba(n)
-    return True
+    return work >= min_work and n > 1
 
 
 def _apply_default_on_import():

@@ -114,9 +114,9 @@ def _build_model(recipe):
     return MLPClassifier(784, tuple(recipe["hidden"]), 10)
 
 
-def train_classifier(cache_dir=None, log=print, threads=1, **recipe_overrides):
+def train_classifier(cache_dir=None, log=print, threads=None, **recipe_overrides):
     """Train the classifier with RECIPE (updated with recipe_overrides), save it in the cache and
-    return it as an MNISTClassifier. Uses `threads` BLAS/Numba threads (None: leave as is)."""
+    return it as an MNISTClassifier. Uses `threads` BLAS/Numba threads (None: the policy in force)."""
     import contextlib
 
     from .. import serialization
@@ -130,8 +130,8 @@ def train_classifier(cache_dir=None, log=print, threads=1, **recipe_overrides):
     t0 = time.perf_counter()
     limit = contextlib.nullcontext()
     if threads:
-        from ..cli import _ThreadLimit
-        limit = _ThreadLimit(threads)
+        from ..threads import limit as thread_limit
+        limit = thread_limit(threads)
     with limit:
         seed_everything(recipe["seed"])
         spec = create("mlp", {k: v for k, v in recipe.items()})
@@ -216,7 +216,7 @@ def main(argv=None):
     p.add_argument("--data", metavar="DIR", help="data root holding mnist/ (default $SCRATCHGEN_DATA)")
     p.add_argument("--cache-dir", metavar="DIR", help="where to keep it (default ~/.cache/scratchgen/classifier)")
     p.add_argument("--rebuild", action="store_true", help="train again even if it is cached")
-    p.add_argument("--threads", type=int, default=1, help="BLAS/Numba threads while training (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="BLAS/Numba threads while training (default: the policy's)")
     args = p.parse_args(argv)
     if args.data:
         os.environ["SCRATCHGEN_DATA"] = os.path.abspath(os.path.expanduser(args.data))

@@ -92,7 +92,6 @@ class DCGANSpec(_ConvPlayers, MNISTAdversarialSpec):
     defaults = dict(DCGAN_DEFAULTS)
     monitor = ("valid_fid", "min")
     critic_batch_norm = True
-    threads = None  # convolutions are large matrix products: use every core
 
 
 @register("wgan_gp_conv")
@@ -101,4 +100,3 @@ class ConvWGANGPSpec(_ConvPlayers, MNISTWGANSpec):
     defaults = dict(DCGAN_DEFAULTS, **OPTIMIZERS["wgan_gp"], gp_weight=10.0, batch_size=5 * 64)
     kind = "wgan_gp"
     critic_batch_norm = False
-    threads = None

@@ -342,7 +342,6 @@ class AdversarialSpec(ModelSpec):
     (the critic sees m at a time), so an epoch is one pass of the critic over the data."""
 
     n_samples = 64
-    threads = 1  # small matrices: one BLAS thread is as fast and leaves the other core alone
 
     def make_optimizer(self, model):
         from .. import optim

@@ -85,10 +85,6 @@ class MLPClassifierSpec(ModelSpec):
     # of 0.1% and its noise picks early epochs by luck; the loss is a smoother criterion.
     monitor = ("valid_loss", "min")
     n_samples = 40
-    # One CPU thread for BLAS and Numba: on a shared 2-core machine their spinning threads made
-    # this model's steps ~10x slower (measured under load: 145 ms/step with 2 threads, 15 ms
-    # with 1). `--threads 2` (or $SCRATCHGEN_THREADS) overrides, e.g. on an idle machine.
-    threads = 1
 
     def __init__(self, config=None):
         super().__init__(config)

@@ -47,7 +47,6 @@ class ModelSpec:
     monitor = ("valid_loss", "min")  # validation metric for model selection / early stopping
     patience = None  # epochs without improvement before stopping (None: never stop early)
     n_samples = 64  # how many samples `visualize` draws into samples.png
-    threads = None  # CPU threads the CLI gives BLAS and Numba for this model (None: all cores)
 
     BASE_DEFAULTS = dict(epochs=10, batch_size=128, lr=1e-3, seed=0, weight_decay=0.0, ema=0.0)
 
