@@ -263,3 +263,13 @@ def test_mnist_scores_through_the_classifier(tiny_classifier):
     assert 1.0 < mean <= 10.0
     with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
         clf.embed(unit * 2 - 1)
+
+
+def test_the_classifier_trains_when_first_asked_for_inside_no_grad(tmp_path, monkeypatch):
+    """A GAN's first FID comes from its no_grad validation pass; on a fresh install (empty cache)
+    that is where the classifier gets trained, so training must turn the graph back on."""
+    monkeypatch.setattr(metrics.classifier, "_LOADED", {})
+    with sg.no_grad():
+        clf = metrics.mnist_classifier(cache_dir=tmp_path, log=lambda *a: None,
+                                       epochs=1, limit_train=200, augment=False)
+    assert clf.embed(sg.data.load_mnist("test")[0][:5])[1].shape == (5, 10)

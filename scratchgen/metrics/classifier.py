@@ -132,7 +132,10 @@ def train_classifier(cache_dir=None, log=print, threads=None, **recipe_overrides
     if threads:
         from ..threads import limit as thread_limit
         limit = thread_limit(threads)
-    with limit:
+    # It may be asked for inside a no_grad validation pass (a GAN's first FID): training needs the
+    # graph back on whatever mode the caller is in.
+    from ..grad_mode import enable_grad
+    with limit, enable_grad():
         seed_everything(recipe["seed"])
         spec = create("mlp", {k: v for k, v in recipe.items()})
         model = spec.build()
