@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import scratchgen as sg
 from scratchgen import metrics
@@ -273,3 +274,18 @@ def test_the_classifier_trains_when_first_asked_for_inside_no_grad(tmp_path, mon
         clf = metrics.mnist_classifier(cache_dir=tmp_path, log=lambda *a: None,
                                        epochs=1, limit_train=200, augment=False)
     assert clf.embed(sg.data.load_mnist("test")[0][:5])[1].shape == (5, 10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 6), s=st.integers(1, 40), scale=st.sampled_from([1e-3, 1.0, 50.0, 1e4]), seed=st.integers(0, 99))
+def test_parzen_kernel_equals_the_plain_log_mean_exp(n, s, scale, seed):
+    """kernels/parzen.py skips exponentials below exp(-50) relative to the nearest sample's; the
+    result must equal the reference log-mean-exp over every term, at every bandwidth."""
+    from scratchgen.kernels.parzen import log_mean_exp_of_distances
+    from scratchgen.metrics.parzen import log_mean_exp
+    rng = np.random.default_rng(seed)
+    d2 = rng.random((n, s)) * scale
+    d2[:, rng.integers(s)] = d2.min()   # ties at the minimum
+    sigmas = np.logspace(-1, 0, 10)
+    want = np.stack([log_mean_exp(-d2 / (2 * sg_ * sg_), axis=1) for sg_ in sigmas])
+    np.testing.assert_allclose(log_mean_exp_of_distances(d2, sigmas), want, rtol=1e-12, atol=1e-12)
