@@ -9,6 +9,7 @@ alternating configurations, median over runs. The configurations:
     policy              nothing set: what a user gets (Numba's OpenMP workers sleep when idle)
     spinning OpenMP     OMP_WAIT_POLICY=ACTIVE: Numba's workers spin between regions, as libgomp
                         does by default for a while after each one
+    spin N              GOMP_SPINCOUNT=N: workers spin N iterations after a region, then sleep
     workqueue layer     NUMBA_THREADING_LAYER=workqueue: Numba's own pool (not thread-safe)
     Numba 1 BLAS all    NUMBA_NUM_THREADS=1
     1 thread            SCRATCHGEN_THREADS=1
@@ -28,6 +29,9 @@ import time
 CONFIGS = {
     "policy": {},
     "spinning OpenMP": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "spin 1k": {"GOMP_SPINCOUNT": "1000"},
+    "spin 10k": {"GOMP_SPINCOUNT": "10000"},
+    "spin 100k": {"GOMP_SPINCOUNT": "100000"},
     "workqueue layer": {"NUMBA_THREADING_LAYER": "workqueue"},
     "Numba 1 BLAS all": {"NUMBA_NUM_THREADS": "1"},
     "1 thread": {"SCRATCHGEN_THREADS": "1"},
@@ -66,7 +70,7 @@ def step_time(model, batch, steps, warmup):
 
 def clean_env(extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(
-        ("OMP_", "OPENBLAS_NUM", "MKL_", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHGEN_THREADS"))}
+        ("OMP_", "GOMP_", "OPENBLAS_NUM", "MKL_", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHGEN_THREADS"))}
     env.update(extra)
     return env
 

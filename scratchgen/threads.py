@@ -26,7 +26,9 @@ import sys
 ENV = "SCRATCHGEN_THREADS"
 
 # Before any Numba parallel region runs: libgomp reads this once, when Numba loads its pool.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# A user's own OpenMP wait settings are kept.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import numpy  # noqa: E402,F401 - loads the BLAS whose pool the policy sizes
 
