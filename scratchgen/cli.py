@@ -32,6 +32,40 @@ def _say(*args):
     print(*args, flush=True)
 
 
+def _count(minimum):
+    """An argparse type: a whole number >= minimum, with a message naming the rule."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _positive_float(text):
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _check_device(device):
+    if device == "cuda":
+        from . import backend
+        try:
+            backend.cupy().cuda.runtime.getDeviceCount()
+        except Exception as e:  # noqa: BLE001 - no CuPy, no driver or no GPU: one line either way
+            raise CLIError(f"--device cuda: {e}" if isinstance(e, RuntimeError) and "CuPy" in str(e)
+                           else f"--device cuda: no usable GPU ({type(e).__name__}: {e}); use --device cpu") from None
+
+
 def _set_data_root(path):
     """Point the data module at `path` (the --data flag wins over $SCRATCHGEN_DATA)."""
     if path is None:
@@ -94,6 +128,7 @@ def _load_trained(args, run_dir, data=None, device=None, which="best"):
                             os.path.isdir(config["data_root"]) else None))
     if device:
         config["device"] = device
+    _check_device(config.get("device"))
     spec = _spec(config["model"], {k: v for k, v in config.items() if k not in RUN_INFO})
     _limit_threads(args, spec)
     names = ["best.npz", "checkpoint.npz"] if which == "best" else ["checkpoint.npz"]
@@ -170,14 +205,24 @@ def cmd_train(args):
     _set_data_root(args.data)
     spec = _spec(args.model, {k: v for k, v in config.items()
                               if k not in RUN_INFO})
+    if not args.resume:
+        from .models.settings import SettingError, check_settings
+        try:
+            check_settings(args.model, _spec(args.model, {}), _parse_set(args.set))
+        except SettingError as e:
+            raise CLIError(f"--set {e}") from None
     cfg = spec.config
+    _check_device(cfg.get("device"))
     _limit_threads(args, spec)
     data_source = _describe_data(spec)
     _say(f"model: {args.model} ({spec.description})")
     _say(f"data: {data_source}")
     _say(f"output: {os.path.abspath(out)}")
 
-    os.makedirs(out, exist_ok=True)
+    if not os.path.isdir(out):
+        os.makedirs(out)
+        # a run that fails before writing anything leaves no empty folder behind
+        args.cleanup.callback(lambda: os.path.isdir(out) and not os.listdir(out) and os.rmdir(out))
     seed_everything(int(cfg["seed"]))
     model = spec.build()
     device = cfg.get("device") or "cpu"
@@ -265,6 +310,16 @@ def cmd_evaluate(args):
 # -- models / data ------------------------------------------------------------------------------------------
 def cmd_models(args):
     from .models import available, create, import_errors
+    if args.name:
+        from .models.settings import describe_settings
+        spec = _spec(args.name, {})
+        _say(f"{args.name}: {spec.description}  [data: {spec.dataset}]")
+        _say(f"settings (scratchgen train {args.name} --set KEY=VALUE):")
+        rows = describe_settings(spec)
+        width = max(len(r[0]) for r in rows)
+        for key, kind, default, meaning in rows:
+            _say(f"  {key:{width}s}  {kind:10s} {default:14s} {meaning}")
+        return 0
     for name in available():
         spec = create(name)
         keys = ("epochs", "batch_size", "lr")
@@ -272,6 +327,7 @@ def cmd_models(args):
              + ", ".join(f"{k}={spec.config[k]}" for k in keys if k in spec.config) + "]")
     for name, err in import_errors().items():
         _say(f"(module {name} failed to import: {err})")
+    _say("`scratchgen models NAME` lists a model's settings")
     return 0
 
 
@@ -310,20 +366,20 @@ def build_parser():
                        "Run `scratchgen models` for the names and their default hyperparameters.")
     t.add_argument("model", help="model name (see `scratchgen models`)")
     t.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, dest="batch_size")
-    t.add_argument("--lr", type=float)
+    t.add_argument("--epochs", type=_count(1))
+    t.add_argument("--batch-size", type=_count(1), dest="batch_size")
+    t.add_argument("--lr", type=_positive_float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", choices=["cpu", "cuda"])
-    t.add_argument("--threads", type=int, metavar="N",
+    t.add_argument("--threads", type=_count(1), metavar="N",
                    help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
                         "physical cores)")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>-<timestamp>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    t.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: never stop early)")
-    t.add_argument("--limit-train", type=int, dest="limit_train", metavar="N",
+    t.add_argument("--patience", type=_count(0), help="early-stopping patience in epochs (0: never stop early)")
+    t.add_argument("--limit-train", type=_count(1), dest="limit_train", metavar="N",
                    help="train on the first N training examples only")
-    t.add_argument("--limit-eval", type=int, dest="limit_eval", metavar="N",
+    t.add_argument("--limit-eval", type=_count(1), dest="limit_eval", metavar="N",
                    help="evaluate on the first N examples of each split only")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other model hyperparameter, e.g. --set dropout=0.1 (repeatable)")
@@ -332,28 +388,29 @@ def build_parser():
 
     s = sub.add_parser("sample", help="draw samples.png from a trained run")
     s.add_argument("run_dir", metavar="RUN_DIR")
-    s.add_argument("--n", type=int, default=None, help="number of samples")
+    s.add_argument("--n", type=_count(1), default=None, help="number of samples")
     s.add_argument("--out", metavar="PATH", help="PNG path (default RUN_DIR/samples.png)")
     s.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
     s.add_argument("--device", choices=["cpu", "cuda"])
-    s.add_argument("--threads", type=int, metavar="N",
+    s.add_argument("--threads", type=_count(1), metavar="N",
                    help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
                         "physical cores)")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run on a data split")
     e.add_argument("run_dir", metavar="RUN_DIR")
-    e.add_argument("--split", default="test", help="data split (default test)")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"], help="data split (default test)")
     e.add_argument("--checkpoint", choices=["best", "last"], default="best")
     e.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
     e.add_argument("--device", choices=["cpu", "cuda"])
-    e.add_argument("--threads", type=int, metavar="N",
+    e.add_argument("--threads", type=_count(1), metavar="N",
                    help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
                         "physical cores)")
     e.add_argument("--json", action="store_true", help="also print the metrics as one JSON line")
     e.set_defaults(func=cmd_evaluate)
 
-    m = sub.add_parser("models", help="list the registered models")
+    m = sub.add_parser("models", help="list the registered models, or one model's settings")
+    m.add_argument("name", nargs="?", help="a model name: list its --set keys, types, defaults and meaning")
     m.set_defaults(func=cmd_models)
 
     d = sub.add_parser("data", help="list or download data sets")
@@ -380,6 +437,13 @@ def main(argv=None):
             return args.func(args) or 0
     except CLIError as e:
         print(f"scratchgen: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except (FileNotFoundError, ValueError, RuntimeError, OSError, FloatingPointError) as e:
+        if os.environ.get("SCRATCHGEN_DEBUG"):
+            raise
+        # The library's errors name the culprit and the fix; the traceback adds nothing for a user.
+        print(f"scratchgen: error: {e}", file=sys.stderr, flush=True)
+        print("(set SCRATCHGEN_DEBUG=1 for the traceback)", file=sys.stderr, flush=True)
         return 1
     except BrokenPipeError:  # e.g. `scratchgen data list | head`
         sys.stdout = open(os.devnull, "w")

@@ -187,3 +187,71 @@ def test_registry_accepts_factories():
         assert spec.name == "toy-factory-for-test"
     finally:
         registry._REGISTRY.pop("toy-factory-for-test", None)
+
+
+BAD_INPUT = [  # (argv, words the one-line error must contain)
+    (["train", "mlp", "--epochs", "0"], "--epochs: must be >= 1"),
+    (["train", "mlp", "--batch-size", "0"], "--batch-size: must be >= 1"),
+    (["train", "mlp", "--lr", "-1"], "--lr: must be a positive"),
+    (["train", "mlp", "--lr", "nan"], "--lr: must be a positive"),
+    (["train", "mlp", "--threads", "-1"], "--threads: must be >= 1"),
+    (["train", "mlp", "--limit-train", "0"], "--limit-train: must be >= 1"),
+    (["train", "mlp", "--limit-train", "-5"], "--limit-train: must be >= 1"),
+    (["train", "mlp", "--limit-eval", "x"], "--limit-eval: expected a whole number"),
+    (["train", "mlp", "--set", "no_such_key=3"], "has no setting 'no_such_key'"),
+    (["train", "mlp", "--set", "hiden=[3]"], "did you mean 'hidden'"),
+    (["train", "mlp", "--set", "hidden=abc"], "hidden='abc': expected list"),
+    (["train", "mlp", "--set", "augment=3"], "expected true/false"),
+    (["train", "mlp", "--set", "novalue"], "expected KEY=VALUE"),
+    (["train", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+    (["models", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+    (["train", "mlp", "--device", "gpu"], "invalid choice: 'gpu'"),
+    (["sample", "RUN", "--n", "0"], "--n: must be >= 1"),
+    (["sample", "RUN", "--n", "-3"], "--n: must be >= 1"),
+    (["evaluate", "RUN", "--split", "bogus"], "invalid choice: 'bogus'"),
+]
+
+
+@pytest.mark.parametrize("argv,words", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_gets_a_one_line_error_and_a_nonzero_exit(argv, words, run_dir, tmp_path, capsys):
+    argv = [str(run_dir) if a == "RUN" else a for a in argv]
+    if argv[0] == "train":
+        argv += ["--out", str(tmp_path / "r")]
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code not in (0, None)
+    assert words in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # no empty run folder left behind
+
+
+def test_models_name_lists_settings_with_types_defaults_and_meaning(capsys):
+    assert cli.main(["models", "made"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.strip().startswith("hidden "))
+    assert "list" in line and "[500]" in line and "hidden layer width" in line
+
+
+def test_every_setting_of_every_model_has_a_meaning():
+    from scratchgen.models.settings import MEANING, settings_of
+    missing = {name: k for name in available() for k in settings_of(create(name)) if k not in MEANING}
+    assert not missing
+
+
+def test_cuda_without_cupy_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_cupy(name, *a, **k):
+        if name == "cupy" or name.startswith("cupy."):
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *a, **k)
+
+    from scratchgen import backend
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    assert cli.main(["train", "mlp", "--device", "cuda", "--out", str(tmp_path / "r")] + TINY) == 1
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and "CuPy" in err and "Traceback" not in err

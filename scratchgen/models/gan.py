@@ -342,6 +342,8 @@ class AdversarialSpec(ModelSpec):
     (the critic sees m at a time), so an epoch is one pass of the critic over the data."""
 
     n_samples = 64
+    # settings the code falls back on when a model's defaults leave them out
+    options = dict(optimizer="adam", betas=[0.5, 0.999], clip_value=0.01, gp_weight=10.0)
 
     def make_optimizer(self, model):
         from .. import optim
