@@ -3,6 +3,7 @@ from . import threads  # first: the thread policy must be in place before BLAS o
 from .tensor import Tensor, tensor, float32, float64, int64, int32, bool_
 from .grad_mode import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from .autograd import grad
+from .anomaly import detect_anomaly
 from .random import manual_seed, Generator
 from .creation import zeros, ones, full, zeros_like, ones_like, arange, eye, rand, randn, randint
 from .ops import (  # noqa: F401

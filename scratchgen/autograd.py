@@ -5,6 +5,7 @@ tensor's `_vjp` rule. With `create_graph=False` the rules run under no_grad, so 
 first-order path builds no second graph; with `create_graph=True` they are recorded
 like any other op, which is all that higher-order gradients need.
 """
+from . import anomaly as _anomaly
 from .grad_mode import set_grad_enabled
 from .tensor import Tensor
 
@@ -74,7 +75,10 @@ def _backprop(outputs, gradients, create_graph, retain_graph, targets=None):
                 found[id(t)] = (t, g)
                 if t._vjp is None:
                     continue
-            input_grads = t._vjp(g, t, *t._inputs, **t._args)
+            if _anomaly.enabled:
+                input_grads = _anomaly.run_backward_rule(t, g)
+            else:
+                input_grads = t._vjp(g, t, *t._inputs, **t._args)
             for x, gx in zip(t._inputs, input_grads):
                 if gx is not None and x._requires_grad:
                     k = id(x)

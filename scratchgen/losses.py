@@ -46,9 +46,16 @@ def bce_with_logits_vjp(g, out, x, y):
 
 
 def binary_cross_entropy(probs, target, reduction="mean"):
-    """BCE on probabilities; logs are clamped at -100 as in PyTorch. Prefer the logits version."""
+    """BCE on probabilities; logs are clamped at -100 as in PyTorch. Prefer the logits version.
+    Probabilities and targets outside [0, 1] are an error (a negative 'loss' otherwise); NaN passes
+    through to the result, never clamped away."""
     target = as_tensor(target, like=probs)
     _same_shape("binary_cross_entropy", probs, target)
+    for name, t in (("probabilities", probs), ("targets", target)):
+        if t.data.size and (bool((t.data < 0).any()) or bool((t.data > 1).any())):
+            raise ValueError(f"binary_cross_entropy: {name} must lie in [0, 1], got values in "
+                             f"[{float(t.data.min())}, {float(t.data.max())}]; for logits use "
+                             f"binary_cross_entropy_with_logits")
     tiny = 1e-44 if probs.dtype.itemsize == 4 else 1e-300
     log_p = maximum(log(clip(probs, tiny, None)), -100.0)
     log_1mp = maximum(log(clip(1 - probs, tiny, None)), -100.0)

@@ -9,6 +9,7 @@ writes are optimizers updating `param.data` between steps, outside the graph.
 import numpy as np
 
 from . import backend
+from . import anomaly as _anomaly
 from .grad_mode import _GradMode
 
 float32, float64, int64, int32, bool_ = np.float32, np.float64, np.int64, np.int32, np.bool_
@@ -153,6 +154,8 @@ def record(data, vjp, inputs, **args):
                 if args:
                     out._args = args
                 break
+    if _anomaly.enabled:
+        _anomaly.check_forward(out, vjp, inputs)
     return out
 
 

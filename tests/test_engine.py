@@ -262,3 +262,39 @@ def test_each_leaf_gets_its_own_writeable_gradient_array():
     assert a.grad.data is not b.grad.data
     a.grad.data *= 2  # in-place gradient edits (clipping, weight decay) must be safe
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0, 1.0])
+
+
+def test_detect_anomaly_names_the_forward_op_and_the_users_line():
+    x = sg.tensor([1.0, -1.0], requires_grad=True)
+    with sg.detect_anomaly():
+        with pytest.raises(FloatingPointError, match=r"log made NaN .*test_engine.py"):
+            (x - 2.0).log()
+    (x - 2.0).log()  # off again: NumPy's NaN, no error
+
+
+def test_detect_anomaly_names_the_backward_rule_that_went_non_finite():
+    x = sg.tensor([0.0, 4.0], requires_grad=True)
+    with sg.detect_anomaly():
+        y = x.sqrt().sum()          # finite forward; d sqrt / dx = inf at 0
+        with pytest.raises(FloatingPointError, match=r"backward of sqrt .*input 0.*test_engine.py"):
+            y.backward()
+
+
+@pytest.mark.parametrize("op", [sg.maximum, sg.minimum])
+def test_maximum_and_minimum_propagate_nan_like_numpy(op):
+    a = np.array([np.nan, 1.0, 2.0, np.nan])
+    b = np.array([0.0, np.nan, 1.0, np.nan])
+    want = (np.maximum if op is sg.maximum else np.minimum)(a, b)
+    np.testing.assert_array_equal(op(sg.tensor(a), sg.tensor(b)).numpy(), want)
+
+
+def test_elu_and_bce_never_hide_nan():
+    assert np.isnan(sg.elu(sg.tensor([np.nan])).numpy()).all()
+    loss = sg.binary_cross_entropy(sg.tensor([np.nan, 0.5]), sg.tensor([1.0, 0.0]), reduction="none")
+    assert np.isnan(loss.numpy()[0]) and np.isfinite(loss.numpy()[1])
+
+
+@pytest.mark.parametrize("probs,target", [([1.5], [1.0]), ([-0.1], [0.0]), ([0.5], [2.0])])
+def test_bce_on_probabilities_outside_the_unit_interval_is_an_error(probs, target):
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        sg.binary_cross_entropy(sg.tensor(probs), sg.tensor(target))

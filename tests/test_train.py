@@ -295,3 +295,43 @@ def test_fit_stops_after_the_epoch_that_ends_past_max_time(monkeypatch):
     assert lines[-1] == "time budget of 20s reached after epoch 3"
     with pytest.raises(ValueError, match="max_time must be a positive number of seconds, got 0"):
         fit(model, opt, loader, loss_fn, epochs=1, progress=False, log=None, max_time=0)
+
+
+def _tiny_fit_setup(make_bad):
+    import scratchgen as sg
+    from scratchgen import nn, optim
+    from scratchgen.data import DataLoader
+    sg.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    loader = DataLoader((x,), batch_size=4, shuffle=False)
+    return model, opt, loader, make_bad
+
+
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_fit_stops_before_the_step_at_a_non_finite_loss_or_gradient(tmp_path, where):
+    """NaN is never hidden, and never reaches the parameters: fit raises before optimizer.step,
+    naming the epoch, the step and the last good checkpoint."""
+    import scratchgen as sg
+    from scratchgen.train import NonFiniteError, fit
+    model, opt, loader, _ = _tiny_fit_setup(None)
+    calls = {"n": 0}
+
+    def loss_fn(m, batch):
+        calls["n"] += 1
+        out = m(batch[0]).sum()
+        if calls["n"] == 4:  # epoch 2, step 2
+            if where == "loss":
+                return out * float("nan")
+            return out + (m.weight * 0.0).sqrt().sum()  # finite loss, infinite gradient (sqrt at 0)
+        return out
+
+    fit(model, opt, loader, loss_fn, 1, checkpoint_dir=tmp_path, progress=False, log=None)
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(NonFiniteError, match="epoch 2, step 2.*checkpoint.npz"):
+        fit(model, opt, loader, loss_fn, 2, start_epoch=1, checkpoint_dir=tmp_path, progress=False, log=None)
+    after = [p.data for p in model.parameters()]
+    # the first step of epoch 2 ran, the bad second one did not: every parameter is finite
+    assert all(np.isfinite(a).all() for a in after)
+    assert any(not np.array_equal(a, b) for a, b in zip(after, before))

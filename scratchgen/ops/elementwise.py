@@ -262,16 +262,22 @@ def where_vjp(g, out, x, y, *, condition):
             (unbroadcast(where(condition, zero, g), y.shape) if y._requires_grad else None))
 
 
+def _pick_x(compare, name, x, y):
+    """Where x wins: compare(x, y), or x is NaN (a NaN on either side wins, as in NumPy and PyTorch:
+    a NaN y loses every comparison, so y is picked)."""
+    return broadcast(compare, name, x, y) | (x.data != x.data)
+
+
 def maximum(x, y):
-    """Ties send the gradient to x."""
+    """Ties send the gradient to x; NaN propagates."""
     x, y = operands(x, y)
-    return where(broadcast(operator.ge, "maximum", x, y), x, y)
+    return where(_pick_x(operator.ge, "maximum", x, y), x, y)
 
 
 def minimum(x, y):
-    """Ties send the gradient to x."""
+    """Ties send the gradient to x; NaN propagates."""
     x, y = operands(x, y)
-    return where(broadcast(operator.le, "minimum", x, y), x, y)
+    return where(_pick_x(operator.le, "minimum", x, y), x, y)
 
 
 def clip(x, min=None, max=None):
