@@ -75,16 +75,25 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, loader=Non
     ckpt = serialization.load(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{path} is not a scratchgen checkpoint (no 'model' entry)")
-    pairs = [(model, "model"), (optimizer, "optimizer"), (scheduler, "scheduler"),
-             (early_stopping, "early_stopping")]
-    for obj, key in pairs:
-        if obj is not None:
-            if ckpt.get(key) is None:
-                raise ValueError(f"checkpoint {path} has no {key} state to load")
-            obj.load_state_dict(ckpt[key])
     rng = ckpt.get("rng") or {}
+    pairs = [(obj, key, ckpt.get(key)) for obj, key in [(model, "model"), (optimizer, "optimizer"),
+                                                        (scheduler, "scheduler"), (early_stopping, "early_stopping")]
+             if obj is not None]
+    for obj, key, state in pairs:
+        if state is None:
+            raise ValueError(f"checkpoint {path} has no {key} state to load")
     if loader is not None and rng.get("loader") is not None:
-        loader.load_state_dict(rng["loader"])
+        pairs.append((loader, "loader", rng["loader"]))
+    # All or nothing: a load that fails part-way (a shape, an optimizer of another kind) puts back
+    # what the earlier loads changed, so the objects are never half from the file.
+    backups = [(obj, copy.deepcopy(obj.state_dict())) for obj, _, _ in pairs]
+    try:
+        for obj, key, state in pairs:
+            obj.load_state_dict(state)
+    except Exception as e:
+        for obj, before in backups:
+            obj.load_state_dict(before)
+        raise type(e)(f"{path}: {e} (nothing was loaded)") from e
     if restore_rng and rng.get("global") is not None:
         set_rng_state(rng["global"])
     ckpt["epoch"] = int(ckpt.get("epoch") or 0)

@@ -90,6 +90,40 @@ def _limit_threads(args, spec=None):
     return applied
 
 
+LOCK_NAME = ".lock"
+
+
+def _lock_run_folder(out, cleanup):
+    """Hold an exclusive lock on the run folder for the whole command, so that a second run on
+    the same --out stops at once instead of interleaving its files with ours; then clear the
+    temporary files a killed run may have left (only the lock holder writes here)."""
+    import fcntl
+    import glob
+    path = os.path.join(out, LOCK_NAME)
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise CLIError(f"{os.path.abspath(out)} is in use by a running scratchgen ({holder}); wait for it to "
+                       f"finish, or choose another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+
+    def release():
+        os.remove(path)  # before unlocking: a waiting run then finds the folder free or makes its own lock
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()
+
+    cleanup.callback(release)
+    for stale in glob.glob(os.path.join(out, "*.tmp")) + glob.glob(os.path.join(out, ".*.tmp")):
+        os.remove(stale)
+
+
 def _data_root():
     return os.environ.get(DATA_ENV) or None
 
@@ -223,6 +257,7 @@ def cmd_train(args):
         os.makedirs(out)
         # a run that fails before writing anything leaves no empty folder behind
         args.cleanup.callback(lambda: os.path.isdir(out) and not os.listdir(out) and os.rmdir(out))
+    _lock_run_folder(out, args.cleanup)
     seed_everything(int(cfg["seed"]))
     model = spec.build()
     device = cfg.get("device") or "cpu"

@@ -255,3 +255,26 @@ def test_cuda_without_cupy_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     assert cli.main(["train", "mlp", "--device", "cuda", "--out", str(tmp_path / "r")] + TINY) == 1
     err = capsys.readouterr().err
     assert "--device cuda" in err and "CuPy" in err and "Traceback" not in err
+
+
+def test_a_second_run_on_the_same_folder_stops_with_a_clear_message(tmp_path, capsys):
+    import fcntl
+    out = tmp_path / "r"
+    out.mkdir()
+    with open(out / ".lock", "a+") as held:  # what a running `scratchgen train --out r` holds
+        held.write("pid 4242\n")
+        held.flush()
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert cli.main(["train", "mlp", "--epochs", "1", "--out", str(out)] + TINY) == 1
+    err = capsys.readouterr().err
+    assert "in use by a running scratchgen (pid 4242)" in err and "--out" in err
+    assert not (out / "checkpoint.npz").exists()
+
+
+def test_a_run_clears_temporary_files_a_killed_run_left(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    for name in (".checkpoint.npz.1a2b3c.tmp", "results.json.tmp"):
+        (out / name).write_bytes(b"half")
+    assert cli.main(["train", "mlp", "--epochs", "1", "--out", str(out)] + TINY) == 0
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp")) and not (out / ".lock").exists()

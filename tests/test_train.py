@@ -335,3 +335,27 @@ def test_fit_stops_before_the_step_at_a_non_finite_loss_or_gradient(tmp_path, wh
     # the first step of epoch 2 ran, the bad second one did not: every parameter is finite
     assert all(np.isfinite(a).all() for a in after)
     assert any(not np.array_equal(a, b) for a, b in zip(after, before))
+
+
+def test_a_failed_optimizer_load_leaves_model_and_optimizer_untouched(tmp_path):
+    """Loads are all or nothing: an Adam checkpoint refused by SGD must not have overwritten the
+    model's weights first; and an older checkpoint without the optimizer's name is refused too."""
+    import scratchgen as sg
+    from scratchgen import checkpoint, nn, optim
+    sg.manual_seed(0)
+    model = nn.Linear(3, 2)
+    adam = optim.Adam(model.parameters(), lr=0.1)
+    model(sg.ones(1, 3)).sum().backward()
+    adam.step()
+    checkpoint.save_checkpoint(tmp_path / "c.npz", model, adam)
+    other = nn.Linear(3, 2)
+    before = [p.data.copy() for p in other.parameters()]
+    sgd = optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="Adam.*SGD.*nothing was loaded"):
+        checkpoint.load_checkpoint(tmp_path / "c.npz", model=other, optimizer=sgd)
+    for p, b in zip(other.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+    state = adam.state_dict()
+    del state["type"]
+    with pytest.raises(ValueError, match="another optimizer"):
+        sgd.load_state_dict(state)

@@ -232,11 +232,15 @@ class Optimizer:
                                  for key, v in group.items() if key != "params"},
                               "params": np.arange(k, k + n)}
             k += n
-        return {"state": state, "param_groups": groups}
+        return {"type": type(self).__name__, "state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
         """Restore a `state_dict()` (also after an npz round trip: 0-d arrays are read back as numbers).
         Everything is checked before anything changes."""
+        kind = state_dict.get("type")
+        if kind is not None and str(kind) != type(self).__name__:
+            raise ValueError(f"the state_dict is {kind}'s, this optimizer is {type(self).__name__}: "
+                             f"build the same optimizer the state was saved from")
         saved_groups = state_dict["param_groups"]
         if isinstance(saved_groups, dict):
             saved_groups = [saved_groups[k] for k in sorted(saved_groups, key=int)]
@@ -246,6 +250,11 @@ class Optimizer:
         for j, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if np.size(saved["params"]) != len(group["params"]):
                 raise ValueError(f"param group {j} has a different number of parameters than the state_dict")
+        for j, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            alien = sorted(set(saved) - set(group) - {"params"})
+            if alien:
+                raise ValueError(f"param group {j} of the state_dict has settings {alien} that "
+                                 f"{type(self).__name__} does not have: it was saved from another optimizer")
         saved_state = {str(k): v for k, v in state_dict["state"].items()}
         for k, b, i in self._indexed():
             for name, arr in saved_state.get(str(k), {}).items():
