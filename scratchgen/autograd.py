@@ -7,7 +7,7 @@ like any other op, which is all that higher-order gradients need.
 """
 from . import anomaly as _anomaly
 from .grad_mode import set_grad_enabled
-from .tensor import Tensor
+from .tensor import Tensor, Versions
 
 
 def _freed(*_, **__):
@@ -39,6 +39,19 @@ def _topological_order(roots, targets=None):
     if targets is not None:
         order = [t for t in order if useful[id(t)]]
     return order
+
+
+def _check_versions(t):
+    for x in t._inputs:
+        if x._vjp is None and getattr(x, "_written", 0) > t._born:
+            raise RuntimeError(
+                f"a tensor of shape {x.shape} that {_op_name(t)} saved for backward was modified in "
+                f"place (e.g. by optimizer.step()) after the forward pass: run backward before "
+                f"stepping, or recompute the forward pass after the step")
+
+
+def _op_name(t):
+    return getattr(t._vjp, "__name__", "an op").removesuffix("_vjp")
 
 
 def _seed_gradient(output, gradient):
@@ -75,6 +88,8 @@ def _backprop(outputs, gradients, create_graph, retain_graph, targets=None):
                 found[id(t)] = (t, g)
                 if t._vjp is None:
                     continue
+            if Versions.writes > t._born:  # something was written since t was made: was it an input?
+                _check_versions(t)
             if _anomaly.enabled:
                 input_grads = _anomaly.run_backward_rule(t, g)
             else:

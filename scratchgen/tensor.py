@@ -18,7 +18,8 @@ _new = object.__new__
 
 
 class Tensor:
-    __slots__ = ("data", "_requires_grad", "grad", "_vjp", "_inputs", "_args", "__weakref__", "__dict__")
+    __slots__ = ("data", "_requires_grad", "grad", "_vjp", "_inputs", "_args", "_born", "_written",
+                 "__weakref__", "__dict__")
     __array_ufunc__ = None  # make `ndarray + Tensor` call Tensor.__radd__
     __hash__ = object.__hash__  # == is elementwise, identity stays hashable
 
@@ -30,6 +31,7 @@ class Tensor:
         self._vjp = None
         self._inputs = ()
         self._args = _NO_ARGS
+        self._born = self._written = Versions.writes
         self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
@@ -135,6 +137,22 @@ class Tensor:
         return "tensor(" + ", ".join([body] + extras) + ")"
 
 
+class Versions:
+    """A clock of in-place writes to tensors (an optimizer step, a loaded state_dict): every op
+    notes the time it was recorded (`_born`), every write stamps the tensors it changed
+    (`_written`). The backward walk refuses a rule whose leaf input was written after the op was
+    recorded: its saved values are stale, and the gradient would be silently wrong (PyTorch's
+    version counter). Writes through `.data` bypass it, as `.data` does in PyTorch."""
+    writes = 0
+
+
+def mark_written(tensors):
+    """Record that `tensors` were modified in place (their values changed under any graph)."""
+    Versions.writes += 1
+    for t in tensors:
+        t._written = Versions.writes
+
+
 def record(data, vjp, inputs, **args):
     """Wrap an op's output array; keep its backward rule only if a gradient can flow through it.
 
@@ -145,6 +163,7 @@ def record(data, vjp, inputs, **args):
         data = np.asarray(data)
     out = _new(Tensor)  # skip __init__'s checks: an op's output is already a valid array
     out.data, out.grad, out._vjp, out._inputs, out._args, out._requires_grad = data, None, None, (), _NO_ARGS, False
+    out._born = Versions.writes
     if _GradMode.enabled:
         for x in inputs:
             if x._requires_grad:

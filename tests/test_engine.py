@@ -298,3 +298,19 @@ def test_elu_and_bce_never_hide_nan():
 def test_bce_on_probabilities_outside_the_unit_interval_is_an_error(probs, target):
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         sg.binary_cross_entropy(sg.tensor(probs), sg.tensor(target))
+
+
+def test_backward_after_an_optimizer_step_on_a_saved_parameter_raises():
+    """The version counter: the rule of w @ x saved w; stepping w before backward makes the saved
+    values stale, which PyTorch refuses and so do we (a GAN's classic bug)."""
+    from scratchgen import optim
+    w = sg.tensor(np.ones((2, 2)), requires_grad=True)
+    opt = optim.SGD([w], lr=0.1)
+    loss = (w * 3.0).sum()
+    (w * 2.0).sum().backward()
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified in place.*optimizer.step"):
+        loss.backward()
+    opt.zero_grad()
+    (w * 3.0).sum().backward()  # recomputed after the step: fine
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 2), 3.0))

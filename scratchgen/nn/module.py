@@ -10,7 +10,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor, _to_array
+from ..tensor import Tensor, _to_array, mark_written
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -300,6 +300,7 @@ class Module:
         for k, t in own.items():
             if k in state_dict:
                 t.data[...] = backend.to_device(_plain(state_dict[k]), t.device)
+        mark_written([t for k, t in own.items() if k in state_dict])
         return IncompatibleKeys(missing, unexpected)
 
     # -- printing ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import backend
 from ..grad_mode import enable_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, mark_written
 
 DIRECT_MIN = 1 << 16  # elements; a gradient this large is read in place rather than gathered (see above)
 
@@ -132,6 +132,7 @@ class Optimizer:
         for group, buckets in zip(self.param_groups, self._buckets):
             for b in buckets:
                 self._step_bucket(group, b)
+        mark_written([p for group in self.param_groups for p in group["params"]])
         return loss
 
     def _step_bucket(self, group, b):
