@@ -273,10 +273,11 @@ def cmd_train(args):
 
     start_epoch = 0
     if args.resume:
-        start_epoch = resume(out, model, optimizer, scheduler, loader, stopper, ema=ema)
+        start_epoch = resume(out, model, optimizer, scheduler, loader, stopper, ema=ema,
+                             load_extra=lambda extra: spec.load_training_state(model, extra.get("spec") or {}))
         _say(f"resuming after epoch {start_epoch} of {cfg['epochs']}")
         if scheduler is not None and planned_epochs != cfg["epochs"]:
-            _say(f"note: the learning-rate schedule keeps its plan for {planned_epochs} epochs")
+            _say(_replan_schedule(scheduler, planned_epochs, int(cfg["epochs"]), start_epoch))
 
     from . import __version__
     now, command = time.strftime("%Y-%m-%dT%H:%M:%S"), " ".join(["scratchgen"] + args.argv)
@@ -292,7 +293,8 @@ def cmd_train(args):
                  valid_fn=lambda m: spec.evaluate(m, "valid"),
                  metrics_path=os.path.join(out, "metrics.jsonl"), early_stopping=stopper,
                  checkpoint_dir=out, start_epoch=start_epoch, scheduler=scheduler, device=device,
-                 progress=not args.no_progress, log=_say, ema=ema)
+                 progress=not args.no_progress, log=_say, ema=ema,
+                 extra_state=lambda: {"spec": spec.training_state(model)})
     train_time = time.perf_counter() - t_start
 
     # The model now holds the best epoch's weights: report the test split once.
@@ -313,6 +315,19 @@ def cmd_train(args):
     _say(f"wrote {out}/: config.json metrics.jsonl checkpoint.npz best.npz results.json "
          f"{os.path.basename(samples)} {os.path.basename(curves)}  ({results['total_wall_s']:.1f}s)")
     return 0
+
+
+def _replan_schedule(scheduler, planned, epochs, done):
+    """A resume that changes --epochs: a schedule planned over the run's length (cosine) is
+    stretched to the new length, continuing from the epoch reached; others go on unchanged."""
+    if hasattr(scheduler, "T_max") and scheduler.T_max == planned:
+        scheduler.T_max = epochs
+        for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_lr()):
+            group["lr"] = lr
+        scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]
+        return (f"note: the cosine learning-rate schedule planned for {planned} epochs is stretched to "
+                f"{epochs}: epoch {done + 1} continues at {scheduler.get_lr()[0]:.3g}")
+    return f"note: the learning-rate schedule ({type(scheduler).__name__}) goes on unchanged past epoch {planned}"
 
 
 # -- sample / evaluate ------------------------------------------------------------------------------------

@@ -243,6 +243,8 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
     ema: an optim.EMA of the model's parameters, updated after every step; validation, the best
         weights and best.npz then use the averaged weights (Polyak averaging). Without early
         stopping the model ends with its live weights: `ema.copy_to()` puts the averages in.
+    extra_state: a dict, or a function returning one at each save, stored in the checkpoints
+        (training state outside the model and optimizer: a mask schedule, a noise generator).
     max_time: a wall-clock budget in seconds; training stops after the first epoch that ends
         past it (the epoch in progress is finished, so checkpoints stay whole).
     """
@@ -321,13 +323,15 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
                     best_state = _copy_state(model)
                     if checkpoint_dir:
                         ckpt_lib.save_checkpoint(os.path.join(checkpoint_dir, BEST_NAME), model, epoch=epoch,
-                                                 best_metric=early_stopping.best, extra=extra_state)
+                                                 best_metric=early_stopping.best,
+                                                 extra=extra_state() if callable(extra_state) else extra_state)
         # The epoch's line goes in before the checkpoint that includes it: a kill between the two
         # leaves a line past the checkpoint's epoch, which a resume cuts off and writes again.
         if metrics_path:
             append_jsonl(metrics_path, record)
         if checkpoint_dir:
-            extra = dict(extra_state or {}, ema=ema.state_dict()) if ema is not None else extra_state
+            extra = extra_state() if callable(extra_state) else extra_state
+            extra = dict(extra or {}, ema=ema.state_dict()) if ema is not None else extra
             ckpt_lib.save_checkpoint(
                 os.path.join(checkpoint_dir, CHECKPOINT_NAME), model, optimizer, scheduler, epoch=epoch,
                 loader=train_loader, early_stopping=early_stopping,
@@ -360,13 +364,17 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
                      early_stopping.best if early_stopping else None, stopped_early, epoch)
 
 
-def resume(checkpoint_dir, model, optimizer=None, scheduler=None, loader=None, early_stopping=None, ema=None):
+def resume(checkpoint_dir, model, optimizer=None, scheduler=None, loader=None, early_stopping=None, ema=None,
+           load_extra=None):
     """Load checkpoint.npz from `checkpoint_dir` into the given objects (and the global RNG);
-    return the number of epochs it had completed, to pass to fit(start_epoch=...)."""
+    return the number of epochs it had completed, to pass to fit(start_epoch=...).
+    `load_extra(extra)` receives the checkpoint's extra_state dict (see fit)."""
     path = os.path.join(os.fspath(checkpoint_dir), CHECKPOINT_NAME)
     ckpt = ckpt_lib.load_checkpoint(path, model, optimizer, scheduler, loader, early_stopping)
     if ema is not None:
         if "ema" not in ckpt["extra"]:
             raise ValueError(f"{path} holds no weight averages (was it trained without ema?)")
         ema.load_state_dict(ckpt["extra"]["ema"])
+    if load_extra is not None:
+        load_extra(ckpt["extra"])
     return ckpt["epoch"]

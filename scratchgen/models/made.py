@@ -185,6 +185,13 @@ class MADESpec(ModelSpec):
                 model.next_mask()
         return -model.log_prob_one_mask(x).mean()
 
+    def training_state(self, model):
+        return {"steps": getattr(self, "_steps", 0), "mask_index": model.mask_index}
+
+    def load_training_state(self, model, state):
+        self._steps = int(state.get("steps", 0))
+        model.set_mask(int(state.get("mask_index", model.mask_index)))
+
     def evaluate(self, model, split):
         x = self._split(split)
         limit = self.config.get("limit_eval")

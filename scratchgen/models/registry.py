@@ -104,6 +104,14 @@ class ModelSpec:
         decay = float(self.config.get("ema") or 0.0)
         return optim.EMA(self.averaged_parameters(model), decay=decay) if decay else None
 
+    def training_state(self, model):
+        """Training state outside the model's state_dict and the optimizer (a mask schedule, a noise
+        generator), saved in every checkpoint so that --resume continues bit for bit."""
+        return {}
+
+    def load_training_state(self, model, state):
+        """Restore what `training_state` returned (an empty dict: a checkpoint from before it)."""
+
     def averaged_parameters(self, model):
         return model.parameters()
 

@@ -329,6 +329,14 @@ class VAESpec(ModelSpec):
             x = (self.noise.random(x.shape) < x.numpy()).astype(np.float32)
         return model.training_loss(x)
 
+    def training_state(self, model):
+        return {"noise": self.noise.bit_generator.state} if self._dynamic() and hasattr(self, "noise") else {}
+
+    def load_training_state(self, model, state):
+        if "noise" in state:
+            self.noise = np.random.default_rng(self.config["seed"] + 1)
+            self.noise.bit_generator.state = state["noise"]
+
     def evaluate(self, model, split):
         x = self._split(split)
         metrics = {f"{split}_elbo": evaluate_elbo(model, x)}
