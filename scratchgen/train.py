@@ -211,10 +211,8 @@ def _to_device(batch, device):
 
 
 def _progress(iterable, total, desc, enabled):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
+    from .progress import progress
+    return progress(iterable, total=total, desc=desc, enabled=enabled)
 
 
 def _scheduler_step(scheduler, metrics, monitor):

@@ -239,15 +239,13 @@ def evaluate_elbo(model, x, batch=1000, seed=0):
     return total / len(x)
 
 
-def evaluate_iwae(model, x, k=5000, batch=None, seed=0, examples_per_pass=None, progress=False):
+def evaluate_iwae(model, x, k=5000, batch=None, seed=0, examples_per_pass=None, progress=True):
     """Mean IWAE bound L_k in nats (its negative is the reported NLL), under no_grad."""
+    from ..progress import progress as show
     g = _generator(seed)
     per = examples_per_pass or max(1, min(len(x), 100))
     total = 0.0
-    steps = range(0, len(x), per)
-    if progress:
-        from tqdm.auto import tqdm
-        steps = tqdm(steps, desc=f"IWAE k={k}", leave=False, dynamic_ncols=True, mininterval=1.0)
+    steps = show(range(0, len(x), per), total=-(-len(x) // per), desc=f"IWAE k={k}", enabled=progress)
     with no_grad():
         for i in steps:
             total += float(model.log_likelihood(x[i:i + per], k=k, batch=batch, generator=g).sum().item())
