@@ -163,6 +163,9 @@ def _load_trained(args, run_dir, data=None, device=None, which="best"):
     if device:
         config["device"] = device
     _check_device(config.get("device"))
+    # evaluate/sample score whole splits unless told otherwise: training's --limit-eval was for
+    # the per-epoch validation, not for the final word on a model
+    config["limit_eval"] = getattr(args, "limit_eval", None)
     spec = _spec(config["model"], {k: v for k, v in config.items() if k not in RUN_INFO})
     _limit_threads(args, spec)
     names = ["best.npz", "checkpoint.npz"] if which == "best" else ["checkpoint.npz"]
@@ -348,6 +351,8 @@ def cmd_evaluate(args):
     _say(f"model: {config['model']} from {ckpt}")
     _say(f"data: {_describe_data(spec)}")
     t0 = time.perf_counter()
+    if args.limit_eval:
+        _say(f"scoring the first {args.limit_eval} examples of the {args.split} split")
     metrics = spec.evaluate(model, args.split)
     for k, v in metrics.items():
         _say(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}")
@@ -456,6 +461,8 @@ def build_parser():
     e.add_argument("--threads", type=_count(1), metavar="N",
                    help="CPU threads for BLAS and kernels (default: $SCRATCHGEN_THREADS, else the "
                         "physical cores)")
+    e.add_argument("--limit-eval", type=_count(1), dest="limit_eval", metavar="N",
+                   help="score the first N examples of the split only (default: all of them)")
     e.add_argument("--json", action="store_true", help="also print the metrics as one JSON line")
     e.set_defaults(func=cmd_evaluate)
 

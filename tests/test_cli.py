@@ -58,7 +58,7 @@ def test_sample_and_evaluate(run_dir, tmp_path, capsys):
     png = tmp_path / "s.png"
     assert cli.main(["sample", str(run_dir), "--n", "12", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert cli.main(["evaluate", str(run_dir), "--split", "test", "--json"]) == 0
+    assert cli.main(["evaluate", str(run_dir), "--split", "test", "--json", "--limit-eval", "200"]) == 0
     out = capsys.readouterr().out
     assert "data:" in out
     metrics = json.loads(out.strip().splitlines()[-1])
@@ -329,3 +329,20 @@ def test_resume_with_more_epochs_stretches_a_cosine_schedule(run_dir, tmp_path, 
     assert "stretched to 3" in said
     lrs = [r["lr"] for r in jsonl(out / "metrics.jsonl")]
     assert len(lrs) == 3 and lrs[1] > 0 and lrs[2] > 0  # not stuck at the old plan's final 0
+
+
+def test_evaluate_scores_the_whole_split_unless_told(run_dir, capsys):
+    """Training's --limit-eval (200 here) limited its validation; evaluate scores all 2,000 bundled
+    test digits unless given its own --limit-eval."""
+    assert cli.main(["evaluate", str(run_dir), "--json"]) == 0
+    full = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert cli.main(["evaluate", str(run_dir), "--json", "--limit-eval", "200"]) == 0
+    out = capsys.readouterr().out
+    part = json.loads(out.strip().splitlines()[-1])
+    assert "first 200 examples" in out
+    assert full["test_acc"] * 2000 == pytest.approx(round(full["test_acc"] * 2000))
+    assert full != part
+
+
+def test_made_says_it_trains_on_binarized_mnist():
+    assert create("made").describe_data().startswith("binarized MNIST")

@@ -119,9 +119,13 @@ class ModelSpec:
         """One line saying which data this model uses (the CLI prints it)."""
         from scratchgen import data
         fn = getattr(data, f"describe_{self.dataset}_source", None)
-        if fn is None and "mnist" in self.dataset:
-            fn = getattr(data, "describe_mnist_source", None)
-        return fn() if fn else self.dataset
+        if fn is not None:
+            return fn()
+        if self.dataset == "binarized_mnist":
+            return f"binarized MNIST (Larochelle's fixed binarization) from {data.data_root()}"
+        if self.dataset == "mnist":
+            return data.describe_mnist_source()
+        return self.dataset
 
 
 def register(name, *, defaults=None):
