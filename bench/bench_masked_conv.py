@@ -83,7 +83,7 @@ def run_one(n_threads):
     import torch
     import torch.nn.functional as F
     import scratchgen as sg
-    from scratchgen.kernels import masked_conv as K
+    from scratchgen.kernels import masked_conv as K, masked_conv_numba
     from scratchgen.ops import masked_conv2d
 
     common.pin_torch(n_threads)
@@ -144,7 +144,7 @@ def run_one(n_threads):
             fns = {impl: (lambda call=call, impl=impl: call(impl)) for impl in IMPLS}
             res["kernels"].append({"shape": label, "kernel": name, "times": timed(fns, kernel_repeat)})
         print(f"[threads {n_threads}] {label}: kernels done", file=sys.stderr, flush=True)
-    res["parallel_min"] = K.PARALLEL_MIN
+    res["parallel_min"] = masked_conv_numba.PARALLEL_MIN
     res["threading_layer"] = numba.threading_layer()
     res["load_after"] = common.loadavg()
     return res

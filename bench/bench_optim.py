@@ -12,6 +12,7 @@ implementations where the installed torch supports them on CPU.
     python bench/bench_optim.py --threads 1 --md bench/results_optim.md
 """
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -42,7 +43,7 @@ def main(argv=None):
     import numba
     import torch
     import scratchgen as sg
-    from scratchgen.kernels import optim_step
+    from scratchgen.kernels import force_impl
     common.pin_torch(args.threads)
     numba.set_num_threads(args.threads)
 
@@ -59,9 +60,8 @@ def main(argv=None):
         opt = make(ps)
 
         def step():
-            optim_step.FORCE_IMPL = impl
-            opt.step()
-            optim_step.FORCE_IMPL = None
+            with force_impl(impl, "optim") if impl else contextlib.nullcontext():
+                opt.step()
         return step
 
     def theirs(make, **kw):

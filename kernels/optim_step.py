@@ -1,18 +1,28 @@
 """Fused in-place optimizer updates over flat 1-D buffers (Adam/AdamW/AMSGrad, SGD, RMSProp, Adagrad).
 
-Each rule comes in three forms:
-  `_<rule>_ref`            NumPy reference, written with ufuncs only, so CuPy arrays go through it too;
-  `_<rule>_par/_ser`       Numba loops, one pass over memory. Parallel and serial variants are separate
-                           functions (not one function compiled twice) so that `cache=True` files never
-                           collide; buffers smaller than PARALLEL_MIN skip the thread-pool launch;
-  `<rule>(...)`            dispatch: Numba for NumPy float32/float64 contiguous 1-D buffers, else the reference.
-Adam, the optimizer every model here trains with, also has a CuPy ElementwiseKernel (`_ADAM_CUDA`):
-on a GPU the reference's ten array operations are ten kernel launches, and at these sizes the
-launches, not the arithmetic, are the cost.
+Each rule's per-element update is written once, a plain Python function (`adam_update`,
+`_sgd_elem`, `_rmsprop_elem`, `_adagrad_elem`), compiled per target:
+  'numba'      Numba loops (`_<rule>_par/_ser`) with the body inlined (dispatch.cpu_inline), one pass
+               over memory; the prange variant from PARALLEL_MIN elements on
+               (`scratchgen.threads.parallel_pays`). Separate functions, not one compiled twice, so
+               that `cache=True` files never collide. The default for NumPy float32/float64
+               C-contiguous 1-D buffers of one dtype.
+  'reference'  NumPy (or CuPy) in-place ufuncs (`_<rule>_ref`), the same steps in the same order;
+               the fallback for everything else. (The bodies are scalar code, `math.sqrt` and
+               selects, because NumPy's ufuncs have no CUDA form; so the reference spells them out.)
+  'cuda'       Adam only: optim_step_cuda.py, a Numba CUDA kernel with `adam_update` as a device
+               function (tested under the CUDA simulator).
+  'cupy'       Adam only: a CuPy ElementwiseKernel, the default for CuPy buffers. On a GPU the
+               reference's ten array operations are ten kernel launches, and at these sizes the
+               launches, not the arithmetic, are the cost (bench/results_gpu.md measured the step
+               times before and after it). It repeats `adam_update` in C: it is kept because it is the
+               measured GPU default and the Numba CUDA kernel has not been timed against it on a GPU.
+`scratchgen.kernels.force_impl(name)` overrides the dispatch (tests, benchmarks; 'numpy' is
+accepted for 'reference').
 
 Kernels use error_model="numpy" (x/0 gives inf/nan as in NumPy): Python's error model puts a
-zero-division check in every division, which made the Adam loop ~7x slower. fastmath stays off, so
-no reassociation or FMA contraction: results match the reference.
+zero-division check in every division, which stopped the Adam loop from vectorising. fastmath stays
+off, so no reassociation or FMA contraction: results match the reference.
 
 The dispatcher turns the hyperparameters into the same scalar coefficients for both forms (Python floats
 for the reference, which NumPy keeps in the array dtype; the array dtype for Numba), so both do the same
@@ -25,25 +35,38 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from scratchgen.threads import parallel_pays
+
+from .dispatch import cpu_inline, forced, on_host, register, select
+
+FAMILY = register("optim", ("reference", "numba", "cuda", "cupy"), host="numba", device="cupy",
+                  host_only=("numba",))
 PARALLEL_MIN = 1 << 15  # elements; below this a parallel launch costs more than it saves
-FORCE_IMPL = None       # "numpy", "numba" or "cupy": override the dispatch everywhere (tests, benchmarks)
+CUDA_THREADS = 256      # threads per block of the Numba CUDA kernel
+CUDA_MAX_BLOCKS = 4096  # grid size cap; the kernel grid-strides over the rest
+_elem = cpu_inline(error_model="numpy")
 
 
-def _use_numba(impl, arrays):
-    impl = FORCE_IMPL or impl or "auto"
-    if impl == "numpy":
-        return False
+def _impl(impl, arrays, gpu=False):
+    """The implementation for these buffers: `select`'s, where the rule has it (`gpu`: Adam's
+    'cuda' and 'cupy'). The compiled forms need C-contiguous 1-D buffers of one float dtype: the
+    automatic choice falls back to the reference otherwise, a requested one is an error."""
+    name = select(FAMILY, impl, arrays)
+    if name in ("cuda", "cupy") and not gpu:
+        return "reference"
+    if name == "cupy" and on_host(arrays):
+        raise TypeError("impl='cupy' updates CuPy buffers in place; these are NumPy arrays")
     dt = arrays[0].dtype
-    ok = dt in (np.float32, np.float64) and all(
-        isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype == dt and a.flags.c_contiguous for a in arrays)
-    if impl == "numba" and not ok:
-        raise TypeError("the numba kernels need NumPy float32/float64 C-contiguous 1-D arrays of one dtype")
-    return ok
+    if name == "reference" or all(a.ndim == 1 and a.dtype == dt and a.flags.c_contiguous for a in arrays):
+        return name
+    if (forced(FAMILY) or impl or "auto") == "auto":
+        return "reference"
+    raise TypeError(f"the {name} kernels need float32/float64 C-contiguous 1-D arrays of one dtype")
 
 
 def _run(par, ser, arrays, coefs, *flags):
     dt = arrays[0].dtype.type
-    kernel = par if arrays[0].size >= PARALLEL_MIN else ser
+    kernel = par if parallel_pays(arrays[0].size, PARALLEL_MIN) else ser
     kernel(*arrays, tuple(dt(c) for c in coefs), *flags)
 
 
@@ -60,8 +83,10 @@ def _run(par, ser, arrays, coefs, *flags):
 #   theta_t = theta_{t-1} - eta * m_t / (sqrt(v_t) + eps).
 # coefs c = (lambda, 1 - eta*lambda, beta1, 1 - beta1, beta2, 1 - beta2, step_size, sqrt(1 - beta2^t), eps)
 # ------------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
-def _adam_elem(p, g, m, v, vmax, c, decoupled, amsgrad):
+def adam_update(p, g, m, v, vmax, c, decoupled, amsgrad):
+    """One element's Adam step, compiled for the CPU loops and as a CUDA device function: returns
+    (p, m, v, vmax). Written with `math.sqrt` and a select, which both targets compile (NumPy's
+    ufuncs have no CUDA form), so the reference below spells the same steps with ufuncs."""
     wd, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, eps = c
     if wd != 0:
         if decoupled:
@@ -72,10 +97,13 @@ def _adam_elem(p, g, m, v, vmax, c, decoupled, amsgrad):
     v = b2 * v + omb2 * g * g
     vh = v
     if amsgrad:
-        vmax = np.maximum(vmax, v)
+        vmax = v if (v > vmax or v != v) else vmax     # np.maximum's: a nan propagates
         vh = vmax
     p = p - step_size * (m / (math.sqrt(vh) / bc2_sqrt + eps))
     return p, m, v, vmax
+
+
+_adam_elem = _elem(adam_update)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -97,6 +125,7 @@ def _adam_ser(p, g, m, v, vmax, c, decoupled, amsgrad):
 
 
 def _adam_ref(p, g, m, v, vmax, c, decoupled, amsgrad):
+    """adam_update's steps in place with ufuncs (NumPy or CuPy arrays)."""
     wd, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, eps = c
     if wd != 0:
         if decoupled:
@@ -114,7 +143,12 @@ def _adam_ref(p, g, m, v, vmax, c, decoupled, amsgrad):
     p -= step_size * (m / (np.sqrt(vh) / bc2_sqrt + eps))
 
 
-# The same update as _adam_elem, in CUDA C, one thread per element, coefficients in the array dtype.
+def _adam_cuda(p, g, m, v, vmax, c, decoupled, amsgrad):
+    from .optim_step_cuda import adam
+    adam(p, g, m, v, vmax, c, decoupled, amsgrad)
+
+
+# The same update as adam_update, in CUDA C, one thread per element, coefficients in the array dtype.
 _ADAM_CUDA = """
     T gr = g;
     if (wd != 0) { if (decoupled) p = p * decay; else gr = gr + wd * p; }
@@ -139,13 +173,6 @@ def _adam_cupy(p, g, m, v, vmax, c, decoupled, amsgrad):
     _cupy_kernels[key](g, *(dt(x) for x in c), decoupled, p, m, v, *((vmax,) if amsgrad else ()))
 
 
-def _use_cupy(impl, arrays):
-    impl = FORCE_IMPL or impl or "auto"
-    return impl in ("auto", "cupy") and not isinstance(arrays[0], np.ndarray) and all(
-        a.dtype == arrays[0].dtype and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
-        for a in arrays)
-
-
 def adam(p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, step=1,
          amsgrad=False, decoupled=False, bias_correction=True, impl=None):
     """One Adam/AdamW step, in place on p, m, v (and vmax with amsgrad). `step` is t (1-based)."""
@@ -155,12 +182,15 @@ def adam(p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_
         step_size, bc2_sqrt = lr, 1.0
     c = (weight_decay, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, step_size, bc2_sqrt, eps)
     arrays = (p, g, m, v, vmax if amsgrad else p[:0])
-    if _use_numba(impl, arrays):
+    name = _impl(impl, arrays, gpu=True)
+    if name == "numba":
         _run(_adam_par, _adam_ser, arrays, c, bool(decoupled), bool(amsgrad))
-    elif _use_cupy(impl, arrays):
-        _adam_cupy(*arrays, c, bool(decoupled), bool(amsgrad))
-    else:
+    elif name == "reference":
         _adam_ref(*arrays, tuple(float(x) for x in c), decoupled, amsgrad)
+    else:
+        dt = p.dtype.type
+        (_adam_cuda if name == "cuda" else _adam_cupy)(*arrays, tuple(dt(x) for x in c), bool(decoupled),
+                                                       bool(amsgrad))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -172,7 +202,7 @@ def adam(p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_
 #   theta_t = theta_{t-1} - gamma * d_t
 # coefs c = (gamma, mu, 1 - tau, lambda)
 # ------------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@_elem
 def _sgd_elem(p, g, b, c, nesterov, first):
     lr, mu, omd, wd = c
     if wd != 0:
@@ -222,7 +252,7 @@ def sgd(p, g, buf=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, ne
     """One SGD step in place on p (and the momentum buffer `buf`, needed when momentum != 0)."""
     c = (lr, momentum, 1 - dampening, weight_decay)
     arrays = (p, g, buf if momentum != 0 else p[:0])
-    if _use_numba(impl, arrays):
+    if _impl(impl, arrays) == "numba":
         _run(_sgd_par, _sgd_ser, arrays, c, bool(nesterov), bool(first))
     else:
         _sgd_ref(*arrays, tuple(float(x) for x in c), nesterov, first)
@@ -238,7 +268,7 @@ def sgd(p, g, buf=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, ne
 #   else:     theta_t = theta_{t-1} - gamma * g_t / (sqrt(vtilde_t) + eps)
 # coefs c = (gamma, alpha, 1 - alpha, eps, lambda, mu)
 # ------------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@_elem
 def _rmsprop_elem(p, g, v, gbar, b, c, centered):
     lr, alpha, oma, eps, wd, mu = c
     if wd != 0:
@@ -308,7 +338,7 @@ def rmsprop(p, g, square_avg, grad_avg=None, buf=None, *, lr, alpha=0.99, eps=1e
     """One RMSProp step in place on p, square_avg (and grad_avg if centered, buf if momentum > 0)."""
     c = (lr, alpha, 1 - alpha, eps, weight_decay, momentum)
     arrays = (p, g, square_avg, grad_avg if centered else p[:0], buf if momentum > 0 else p[:0])
-    if _use_numba(impl, arrays):
+    if _impl(impl, arrays) == "numba":
         _run(_rmsprop_par, _rmsprop_ser, arrays, c, bool(centered))
     else:
         _rmsprop_ref(*arrays, tuple(float(x) for x in c), centered)
@@ -321,7 +351,7 @@ def rmsprop(p, g, square_avg, grad_avg=None, buf=None, *, lr, alpha=0.99, eps=1e
 #   theta_t = theta_{t-1} - gamma_t * g_t / (sqrt(s_t) + eps),   gamma_t = gamma / (1 + (t - 1) * decay)
 # coefs c = (gamma_t, eps, lambda)
 # ------------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@_elem
 def _adagrad_elem(p, g, s, c):
     lr, eps, wd = c
     if wd != 0:
@@ -354,7 +384,7 @@ def adagrad(p, g, state_sum, *, lr, lr_decay=0.0, eps=1e-10, weight_decay=0.0, s
     """One Adagrad step in place on p and state_sum (the running sum of squared gradients)."""
     c = (lr / (1 + (step - 1) * lr_decay), eps, weight_decay)
     arrays = (p, g, state_sum)
-    if _use_numba(impl, arrays):
+    if _impl(impl, arrays) == "numba":
         _run(_adagrad_par, _adagrad_ser, arrays, c)
     else:
         _adagrad_ref(*arrays, tuple(float(x) for x in c))

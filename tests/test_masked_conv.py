@@ -14,7 +14,10 @@ from hypothesis import given, settings, strategies as st
 
 import scratchgen as sg
 from scratchgen import nn
-from scratchgen.kernels import masked_conv as K
+from scratchgen import threads as thread_policy
+from scratchgen.kernels import force_impl, masked_conv as K, masked_conv_gemm, masked_conv_numba
+from scratchgen.kernels.dispatch import select
+from scratchgen.kernels.masked_geometry import int_pair
 from scratchgen.ops import masked_conv2d
 
 RTOL = {np.float32: 3e-5, np.float64: 1e-12}
@@ -220,15 +223,16 @@ def test_empty_batches_and_tiny_images(impl, shape):
 def test_parallel_kernels_and_gemm_chunking_match_reference(c_in, c_out, stride, padding, monkeypatch):
     case = Case(5, "B", 3, 5, c_in, c_out, 7, 6, np.float32, True, 2, stride=stride, padding=padding)
     ref, sc = run_all_ref(case.x, case.w, case.b, case.g, case), scales(case)
-    monkeypatch.setattr(K, "PARALLEL_MIN", 0)              # the prange kernels
-    for a, r, s in zip(run_all(case, "numba"), ref, sc):
-        assert_close(a, r, s, np.float32)
-    for chunk, threads in ((1, 1), (5000, 1), (1 << 30, 1), (1, 3), (5000, 2)):
-        monkeypatch.setattr(K, "GEMM_CHUNK", chunk)        # one image per product, a few, all at once
-        monkeypatch.setattr(K, "THREADS_MIN", 0)
-        monkeypatch.setattr(K, "_blas_threads", lambda: threads)   # the images split over our threads
-        for a, r, s in zip(run_all(case, "gemm"), ref, sc):
+    monkeypatch.setattr(masked_conv_numba, "PARALLEL_MIN", 0)      # the prange kernels
+    with thread_policy.limit(2):                                   # (parallel_pays needs 2 threads)
+        for a, r, s in zip(run_all(case, "numba"), ref, sc):
             assert_close(a, r, s, np.float32)
+    for chunk, threads in ((1, 1), (5000, 1), (1 << 30, 1), (1, 3), (5000, 2)):
+        monkeypatch.setattr(masked_conv_gemm, "GEMM_CHUNK", chunk)  # one image per product, a few, all at once
+        monkeypatch.setattr(masked_conv_gemm, "THREADS_MIN", 0)
+        with thread_policy.limit(threads):                         # the images split over our threads
+            for a, r, s in zip(run_all(case, "gemm"), ref, sc):
+                assert_close(a, r, s, np.float32)
 
 
 @pytest.mark.parametrize("impl", ["reference"] + CPU_IMPLS)
@@ -253,8 +257,8 @@ def test_stride_and_padding_examples(impl):
 def test_strided_empty_batches_and_windows_past_the_edge(impl, stride, padding):
     """Strides that skip the last rows and columns, padding wider than the kernel's reach, an empty batch."""
     for n, h, w in ((0, 6, 5), (2, 6, 5), (1, 5, 2)):
-        case = Case(3, "A", 3, n, 3, 6, h, w, np.float32, True, 4, stride=K._int_pair(stride, "stride", 1),
-                    padding=K._int_pair(padding, "padding", 0))
+        case = Case(3, "A", 3, n, 3, 6, h, w, np.float32, True, 4, stride=int_pair(stride, "stride", 1),
+                    padding=int_pair(padding, "padding", 0))
         y, gx, gw = run_all(case, impl)
         assert y.shape == (n, 6) + case.out_size and gx.shape == case.x.shape and gw.shape == case.w.shape
         for a, r, sc in zip((y, gx, gw), run_all_ref(case.x, case.w, case.b, case.g, case), scales(case)):
@@ -274,8 +278,8 @@ def test_kernels_accept_strided_inputs():
 
 def test_dispatch_and_errors():
     x32, w32 = np.zeros((1, 3, 4, 4), np.float32), np.zeros((6, 3, 3, 3), np.float32)
-    assert K._select(None, (x32, w32)) == "gemm"
-    assert K._select(None, (x32.astype(np.float16),)) == "reference"
+    assert select(K.FAMILY, None, (x32, w32)) == "gemm"
+    assert select(K.FAMILY, None, (x32.astype(np.float16),)) == "reference"
     y = K.masked_conv2d_forward(np.ones((1, 1, 2, 2), np.float16), np.ones((1, 1, 3, 3), np.float16))
     assert y.dtype == np.float16 and y.tolist() == [[[[1, 2], [3, 4]]]]   # 'B': left, above, centre
     with pytest.raises(ValueError, match="impl"):
@@ -322,12 +326,14 @@ def test_dispatch_and_errors():
         K.masked_conv2d_input_grad(g2, w32, stride=2, input_size=(5, 6))
     with pytest.raises(ValueError, match="output image size"):
         K.masked_conv2d_weight_grad(x32, np.zeros((1, 6, 4, 4), np.float32), 3, stride=2)
-    old = K.FORCE_IMPL
-    try:
-        K.FORCE_IMPL = "reference"
-        assert K._select("gemm", (x32,)) == "reference"
-    finally:
-        K.FORCE_IMPL = old
+    with force_impl("reference"):
+        assert select(K.FAMILY, "gemm", (x32,)) == "reference"
+        with force_impl("numba", "coupling"):                      # another family's: no effect here
+            assert select(K.FAMILY, "gemm", (x32,)) == "reference"
+    assert select(K.FAMILY, "gemm", (x32,)) == "gemm"
+    with pytest.raises(ValueError, match="impl"):
+        with force_impl("fortran"):
+            pass
 
 
 # -- the op -----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 - 'cuda' (Numba CUDA) against the reference under the CUDA simulator, in a subprocess
   (NUMBA_ENABLE_CUDASIM must be set before numba is imported; the simulator is slow: tiny shapes),
   on fixed cases and on Hypothesis's (kernel sizes, strides, padding, batch and channel counts);
-- the CUDA C sources of the CuPy kernels (this module's and kernels/coupling.py's) compiled with
+- the CUDA C source of the CuPy kernels (kernels/masked_conv_cupy.py) compiled with
   `nvcc --ptx`, so syntax and type errors show up without a GPU (skipped without nvcc);
 - 'cupy' and 'cuda' on a real GPU, and the op on CUDA tensors (skipped without one).
 """
@@ -18,6 +18,7 @@ import pytest
 
 import scratchgen as sg
 from scratchgen.kernels import masked_conv as K
+from scratchgen.kernels.dispatch import select
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -97,17 +98,10 @@ def _nvcc_compile(source, tmp_path, name):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cupy_source_compiles_with_nvcc(dtype, tmp_path):
-    ptx = _nvcc_compile(K.cupy_source(dtype), tmp_path, f"masked_conv_{dtype}")
+    from scratchgen.kernels import masked_conv_cupy
+    ptx = _nvcc_compile(masked_conv_cupy.cupy_source(dtype), tmp_path, f"masked_conv_{dtype}")
     for kernel in ("masked_conv_forward", "masked_conv_input_grad", "masked_conv_weight_grad"):
         assert f".entry {kernel}(" in ptx            # extern "C": the names CuPy looks up
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_coupling_cupy_source_compiles_with_nvcc(dtype, tmp_path):
-    from scratchgen.kernels import coupling as C
-    ctype, exp = C._CUPY_EXP[dtype]
-    src = C._CUPY_ROWS_SRC.replace("{T}", ctype).replace("{EXP}", exp).replace("{NMAX}", str(C.CUDA_MAX_THREADS))
-    assert ".entry coupling_rows(" in _nvcc_compile(src, tmp_path, f"coupling_{dtype}")
 
 
 # -- CuPy, on a real GPU only ------------------------------------------------------------------
@@ -136,7 +130,7 @@ def test_gpu_kernels_match_reference(cp, impl, case_args):
 
 def test_gpu_op_and_layer_match_cpu(cp):
     from scratchgen import nn
-    assert K._select(None, (cp.zeros((1, 1, 2, 2), cp.float32),)) == "cupy"
+    assert select(K.FAMILY, None, (cp.zeros((1, 1, 2, 2), cp.float32),)) == "cupy"
     rng = np.random.default_rng(12)
     x, w, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((6, 3, 5, 5)), rng.standard_normal(6)
     results = []

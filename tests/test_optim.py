@@ -1,5 +1,6 @@
 """sg.optim: update rules vs. their equations, Numba vs. NumPy kernels, convergence, state dicts,
 schedulers, gradient clipping, zero_grad, param groups and re-linking of replaced parameter arrays."""
+import contextlib
 import io
 import math
 
@@ -8,7 +9,7 @@ import pytest
 
 import scratchgen as sg
 from scratchgen import optim
-from scratchgen.kernels import optim_step
+from scratchgen.kernels import force_impl, optim_step
 from scratchgen.optim import lr_scheduler as sched
 from scratchgen.tensor import Tensor
 
@@ -136,10 +137,11 @@ RULES = {
 
 @pytest.mark.parametrize("impl", [None, "numpy"])
 @pytest.mark.parametrize("name", list(RULES))
-def test_rule_matches_equations(name, impl, monkeypatch):
-    monkeypatch.setattr(optim_step, "FORCE_IMPL", impl)
+def test_rule_matches_equations(name, impl):
     make_opt, equations = RULES[name]
-    got, want = engine_trajectory(make_opt), equations()
+    with force_impl(impl, "optim") if impl else contextlib.nullcontext():
+        got = engine_trajectory(make_opt)
+    want = equations()
     assert not np.allclose(got[-1], X0)  # it moved
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
 
@@ -211,20 +213,20 @@ def test_numba_matches_numpy_reference(rule, kw, n, dtype):
 @pytest.mark.parametrize("make_opt", [lambda p: optim.Adam(p, lr=1e-2, amsgrad=True, weight_decay=0.1),
                                       lambda p: optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True),
                                       lambda p: optim.RMSProp(p, lr=1e-2, centered=True, momentum=0.5)])
-def test_optimizer_numba_matches_numpy_path(make_opt, monkeypatch):
+def test_optimizer_numba_matches_numpy_path(make_opt):
     shapes = [(300, 250), (200,), (7, 3, 5), (), (70000,)]  # two above DIRECT_MIN: read in place
     rng = np.random.default_rng(2)
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]
     finals = []
     for impl in ("numba", "numpy"):
-        monkeypatch.setattr(optim_step, "FORCE_IMPL", impl)
-        ps = [sg.tensor(x, requires_grad=True) for x in init]
-        opt = make_opt(ps)
-        for gs in grads:
-            for p, g in zip(ps, gs):
-                p.grad = Tensor(g)
-            opt.step()
+        with force_impl(impl, "optim"):
+            ps = [sg.tensor(x, requires_grad=True) for x in init]
+            opt = make_opt(ps)
+            for gs in grads:
+                for p, g in zip(ps, gs):
+                    p.grad = Tensor(g)
+                opt.step()
         finals.append([p.data.copy() for p in ps])
     for x, y in zip(*finals):
         assert x.dtype == np.float32

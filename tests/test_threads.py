@@ -74,8 +74,10 @@ def test_set_threads_rejects_a_non_positive_count():
 
 def test_the_cli_rejects_bad_thread_counts_without_a_traceback(capsys, monkeypatch):
     from scratchgen.cli import main
-    assert main(["train", "gan_toy", "--threads", "0", "--epochs", "1"]) == 1
-    assert "--threads 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # argparse's usage error
+        main(["train", "gan_toy", "--threads", "0", "--epochs", "1"])
+    assert stop.value.code == 2
+    assert "--threads: must be >= 1" in capsys.readouterr().err
     monkeypatch.setenv("SCRATCHGEN_THREADS", "lots")
     assert main(["train", "gan_toy", "--epochs", "1"]) == 1
     assert "SCRATCHGEN_THREADS" in capsys.readouterr().err

@@ -252,7 +252,7 @@ class Optimizer:
             if np.size(saved["params"]) != len(group["params"]):
                 raise ValueError(f"param group {j} has a different number of parameters than the state_dict")
         for j, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            alien = sorted(set(saved) - set(group) - {"params"})
+            alien = sorted(set(saved) - set(group) - {"params", "initial_lr"})  # initial_lr: a scheduler's
             if alien:
                 raise ValueError(f"param group {j} of the state_dict has settings {alien} that "
                                  f"{type(self).__name__} does not have: it was saved from another optimizer")
