@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """PyTorch twin of scratchgen's DCGAN for MNIST (scratchgen/models/dcgan.py), for step-time
-benchmarks (bench/bench_pixelcnn.py --models dcgan) and an equivalence check.
+benchmarks (bench/step_time.py, bench/cli_epoch.py) and an equivalence check.
 
     G  z (100) -> linear (no bias) -> BN1d, ReLU -> 128x7x7 -> tconv 4x4/2 (no bias) -> 64x14x14 -> BN2d,
        ReLU -> tconv 4x4/2 -> 1x28x28 -> tanh                                    (flat (N, 784) out)

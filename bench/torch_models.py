@@ -436,7 +436,7 @@ def main(argv=None):
     n.add_argument("--ema", type=float, default=0.0, help="validate and test a moving average of the weights")
     n.add_argument("--flush-denormal", action="store_true",
                    help="torch.set_flush_denormal(True): late in a run most Adam moments are subnormal, which "
-                        "slows torch's CPU steps (bench/bench_nice_trained.py --optimizer-state)")
+                        "slows torch's CPU steps")
     n.add_argument("--out", default="runs/torch_nice")
     # VAE, GAN and WGAN-GP twins live in their own files; their subcommands are reachable from here too.
     import torch_gan

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """PyTorch twins of scratchgen's PixelCNN and Gated PixelCNN (issue #7), for same-budget quality
-comparisons and step-time benchmarks (bench/bench_pixelcnn.py).
+comparisons and step-time benchmarks (bench/step_time.py, bench/cli_epoch.py).
 
 Same architecture, parameter names (state_dict keys), float32, loss and optimizer as
 scratchgen.models.pixelcnn.PixelCNN and scratchgen.models.gated_pixelcnn.GatedPixelCNN, so a
