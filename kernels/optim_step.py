@@ -41,7 +41,8 @@ from .dispatch import cpu_inline, forced, on_host, register, select
 
 FAMILY = register("optim", ("reference", "numba", "cuda", "cupy"), host="numba", device="cupy",
                   host_only=("numba",))
-PARALLEL_MIN = 1 << 15  # elements; below this a parallel launch costs more than it saves
+PARALLEL_MIN = 1 << 19  # elements; below this waking the sleeping workers costs more than it saves
+                        # (bench/parallel_thresholds.py measures the break-even)
 CUDA_THREADS = 256      # threads per block of the Numba CUDA kernel
 CUDA_MAX_BLOCKS = 4096  # grid size cap; the kernel grid-strides over the rest
 _elem = cpu_inline(error_model="numpy")

@@ -307,7 +307,7 @@ STATEFUL = [
 @pytest.mark.parametrize("make_opt", STATEFUL)
 def test_state_dict_resume_gives_identical_trajectory(make_opt):
     rng = np.random.default_rng(3)
-    shapes = [(5, 3), (3,), (300, 250), (2, 2)]  # 75000 > DIRECT_MIN, PARALLEL_MIN: those paths too
+    shapes = [(5, 3), (3,), (800, 700), (2, 2)]  # 560000 > DIRECT_MIN, PARALLEL_MIN: those paths too
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(8)]
 
