@@ -109,8 +109,19 @@ def pow_scalar_vjp(g, out, x, *, p):
 
 
 def pow_vjp(g, out, x, y):
-    return ((unbroadcast(g * y * x ** (y - 1), x.shape) if x._requires_grad else None),
-            (unbroadcast(g * out * log(x), y.shape) if y._requires_grad else None))
+    # Where the formulas meet 0 * inf, the limits PyTorch uses: d/dx is 0 at x == 0, y == 0
+    # (0 * 0 ** -1), and d/dy is 0 where x == 0 and y >= 0 (0 ** y is constant there). The masked
+    # entries get a harmless stand-in (x = 1) rather than a NaN that `where` would hide only at
+    # first order.
+    gx = gy = None
+    if x._requires_grad:
+        flat = broadcast(lambda a, b: (a == 0) & (b == 0), "pow", x, y)
+        ys = where(flat, 1.0, y)
+        gx = unbroadcast(where(flat, 0.0, g * ys * x ** (ys - 1)), x.shape)
+    if y._requires_grad:
+        flat = broadcast(lambda a, b: (a == 0) & (b >= 0), "pow", x, y)
+        gy = unbroadcast(where(flat, 0.0, g * out * log(where(flat, 1.0, x))), y.shape)
+    return gx, gy
 
 
 # -- unary functions -----------------------------------------------------------------
@@ -163,8 +174,12 @@ def abs_vjp(g, out, x):
 
 
 def sign(x):
-    """Not differentiable (its derivative is zero almost everywhere)."""
-    return Tensor(x.xp.sign(x.data))
+    """Its derivative is zero wherever it exists, and zero is what flows back (as in PyTorch)."""
+    return record(x.xp.sign(x.data), sign_vjp, (x,))
+
+
+def sign_vjp(g, out, x):
+    return (g * 0,)
 
 
 def sin(x):

@@ -56,7 +56,17 @@ def var(x, axis=None, keepdims=False, correction=0):
 
 
 def std(x, axis=None, keepdims=False, correction=0):
-    return var(x, axis, keepdims, correction).sqrt()
+    """sqrt(var). Where the variance is zero (a single element, a constant slice) the gradient is
+    0, as in PyTorch: sqrt's rule would give 0 * inf there."""
+    v = var(x, axis, keepdims, correction)
+    return record(x.xp.sqrt(v.data), std_from_var_vjp, (v,))
+
+
+def std_from_var_vjp(g, out, v):
+    from .elementwise import where
+    flat = out.data == 0
+    safe = where(flat, 1.0, out)  # a stand-in where masked: no inf for where to hide
+    return (where(flat, 0.0, g / (safe * 2)),)
 
 
 def max(x, axis=None, keepdims=False):
@@ -76,12 +86,21 @@ def extreme_vjp(g, out, x, *, axes, keepdims):
     return (_expand_back(g, x.shape, axes, keepdims) * share,)
 
 
+def _shift(x, axes):
+    """The max over `axes` (kept), or 0 where it is not finite or the axes are empty (log of an
+    empty sum is -inf, as in PyTorch)."""
+    xp = x.xp
+    if x.data.size == 0:
+        return xp.zeros(kept_shape(x.shape, axes), dtype=x.dtype)
+    m = x.data.max(axis=axes, keepdims=True)
+    return xp.where(xp.isfinite(m), m, 0)  # all -inf (or an inf) would give nan after shifting
+
+
 def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))), shifted by the max so it neither overflows nor underflows."""
     xp = x.xp
     axes = normalize_axis(axis, x.ndim, "logsumexp")
-    m = x.data.max(axis=axes, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0)  # all -inf (or an inf) would give nan after shifting
+    m = _shift(x, axes)
     with np.errstate(divide="ignore"):  # a row of all -inf has logsumexp -inf, as it should
         s = xp.log(xp.exp(x.data - m).sum(axis=axes, keepdims=True)) + m
     out = s if keepdims else s.reshape([n for i, n in enumerate(x.shape) if i not in axes])
@@ -91,7 +110,7 @@ def logsumexp(x, axis=None, keepdims=False):
 def logsumexp_vjp(g, out, x, *, axes, keepdims):
     # d/dx logsumexp = softmax(x). Shifting by the (constant) max rather than by `out`
     # keeps float32 precise when |x| is large; the result is differentiable again.
-    shift = Tensor(x.data.max(axis=axes, keepdims=True))
+    shift = Tensor(_shift(x, axes))
     e = (x - shift).exp()
     return (_expand_back(g, x.shape, axes, keepdims) * e / e.sum(axis=axes, keepdims=True),)
 

@@ -1,0 +1,82 @@
+"""Gradients and values at the edges, where a formula meets 0 * inf: PyTorch's conventions
+(zero where the function is locally constant or its limit is finite), and empty, 0-d and integer
+inputs. Hypothesis draws the edge cases: constant slices, exact zeros, size-1 and empty axes."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import scratchgen as sg
+
+shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, data=st.data())
+def test_std_of_a_constant_slice_has_zero_gradient_and_others_are_untouched(shape, data):
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    x = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-3, 3)))
+    x[(slice(None),) * axis + (0,)] = 1.5          # slice 0 along `axis`: a constant row
+    t = sg.tensor(x, requires_grad=True)
+    g, = sg.grad(sg.std(t, axis=axis).sum(), [t])
+    g = g.numpy()
+    assert np.isfinite(g).all()
+    const = np.all(x == np.take(x, [0], axis=axis), axis=axis, keepdims=True)
+    np.testing.assert_array_equal(np.where(np.broadcast_to(const, x.shape), g, 0.0), 0.0)
+
+
+def test_std_gradient_away_from_zero_variance_still_checks():
+    x = np.array([[0.3, -1.2, 2.0], [1.1, 0.4, -0.7]])
+    assert sg.gradcheck(lambda t: sg.std(t, axis=1), (sg.tensor(x, requires_grad=True),))
+    assert sg.gradgradcheck(lambda t: sg.std(t, axis=1), (sg.tensor(x, requires_grad=True),))
+
+
+@settings(max_examples=40, deadline=None)
+@given(base=hnp.arrays(np.float64, st.integers(1, 5), elements=st.sampled_from([0.0, 0.5, 1.0, 2.0])),
+       expo=st.floats(0.0, 3.0))
+def test_zero_base_gives_a_zero_exponent_gradient_never_nan(base, expo):
+    b = sg.tensor(base, requires_grad=True)
+    e = sg.tensor(np.full(base.shape, expo), requires_grad=True)
+    gb, ge = sg.grad((b ** e).sum(), [b, e], create_graph=True)
+    assert np.isfinite(ge.data).all()
+    np.testing.assert_array_equal(ge.data[base == 0], 0.0)
+    second = sg.grad(ge.sum(), [b, e], allow_unused=True)
+    assert all(s is None or np.isfinite(s.data[base != 0]).all() for s in second)
+
+
+def test_zero_exponent_gives_a_zero_base_gradient():
+    b = sg.tensor([0.0, 3.0], requires_grad=True)
+    gb, = sg.grad((b ** sg.tensor([0.0, 0.0])).sum(), [b])
+    np.testing.assert_array_equal(gb.numpy(), [0.0, 0.0])
+
+
+def test_sign_has_a_zero_gradient():
+    x = sg.tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    (sg.sign(x) * 5).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("shape,axis,want_shape", [((0, 3), 0, (3,)), ((2, 0), 1, (2,)), ((0,), None, ())])
+def test_logsumexp_of_an_empty_axis_is_minus_infinity(shape, axis, want_shape):
+    out = sg.logsumexp(sg.tensor(np.zeros(shape)), axis=axis)
+    assert out.shape == want_shape and np.all(out.numpy() == -np.inf)
+
+
+def test_softmax_and_log_softmax_of_a_0d_tensor():
+    x = sg.tensor(3.0, requires_grad=True)
+    assert sg.softmax(x).item() == 1.0 and sg.log_softmax(x).item() == 0.0
+    g, = sg.grad(sg.softmax(x), [x])
+    assert g.item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64, np.bool_])
+def test_softmax_promotes_integer_input_to_float(dtype):
+    x = np.array([1, 0, 1] if dtype == np.bool_ else [1, 2, 250], dtype=dtype)
+    out = sg.softmax(sg.tensor(x)).numpy()
+    assert out.dtype == np.float32
+    want = np.exp(x.astype(np.float64) - x.max()) / np.exp(x.astype(np.float64) - x.max()).sum()
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-7)
+
+
+def test_softmax_of_an_empty_tensor_is_empty():
+    assert sg.softmax(sg.tensor(np.zeros((0, 4)))).shape == (0, 4)
