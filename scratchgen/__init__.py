@@ -5,7 +5,10 @@ from .grad_mode import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from .autograd import grad
 from .anomaly import detect_anomaly
 from .random import manual_seed, Generator
-from .creation import zeros, ones, full, zeros_like, ones_like, arange, eye, rand, randn, randint
+from .creation import (  # noqa: F401
+    zeros, ones, full, zeros_like, ones_like, full_like, rand_like, randn_like, from_numpy, arange, eye, rand,
+    randn, randint,
+)
 from .ops import (  # noqa: F401
     add, sub, mul, div, neg, pow, exp, log, log1p, expm1, sqrt, abs, sign, sin, cos, tanh, sigmoid,
     relu, leaky_relu, elu, softplus, logsigmoid, maximum, minimum, where, clip, astype,

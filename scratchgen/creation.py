@@ -61,3 +61,24 @@ def randn(*shape, dtype=float32, generator=None, requires_grad=False, device=Non
 
 def randint(low, high, shape, generator=None, device=None):
     return _make(rng(generator).integers(low, high, size=shape), False, device)
+
+
+def full_like(x, fill_value, dtype=None, requires_grad=False):
+    return Tensor(x.xp.full_like(x.data, fill_value, dtype=dtype), requires_grad=requires_grad)
+
+
+def rand_like(x, dtype=None, generator=None, requires_grad=False):
+    """Uniform on [0, 1), shaped like x (on x's device)."""
+    return _make(rng(generator).random(x.shape, dtype=dtype or x.dtype), requires_grad, x.device)
+
+
+def randn_like(x, dtype=None, generator=None, requires_grad=False):
+    """Standard normal, shaped like x (on x's device)."""
+    return _make(rng(generator).standard_normal(x.shape, dtype=dtype or x.dtype), requires_grad, x.device)
+
+
+def from_numpy(array):
+    """A tensor sharing `array`'s memory (torch.from_numpy): writes to one show in the other."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a NumPy array, got {type(array).__name__}")
+    return Tensor(array)

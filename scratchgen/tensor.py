@@ -73,7 +73,7 @@ class Tensor:
     # -- array views -------------------------------------------------------------------
     shape = property(lambda self: self.data.shape)
     ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
+    size = property(lambda self: _Size(self.data.size, self.data.shape))
     dtype = property(lambda self: self.data.dtype)
     device = property(lambda self: backend.device_of(self.data))
     xp = property(lambda self: np if self.data.__class__ is np.ndarray else backend.array_module(self.data))
@@ -91,9 +91,19 @@ class Tensor:
     def tolist(self):
         return backend.to_device(self.data, "cpu").tolist()
 
-    def to(self, device):
-        from .ops.shape import to_device
-        return to_device(self, device)
+    def numel(self):
+        return self.data.size
+
+    def to(self, target):
+        """A device ('cpu', 'cuda') moves the tensor; a dtype (sg.float64) casts it, as in PyTorch."""
+        if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda"):
+            from .ops.shape import to_device
+            return to_device(self, target)
+        try:
+            dtype = np.dtype(target)
+        except TypeError:
+            raise TypeError(f"to(): expected a device ('cpu', 'cuda') or a dtype, got {target!r}") from None
+        return self if dtype == self.data.dtype else self.astype(dtype)
 
     def cpu(self):
         return self.to("cpu")
@@ -135,6 +145,19 @@ class Tensor:
         elif self._requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body] + extras) + ")"
+
+
+class _Size(int):
+    """`x.size` is NumPy's element count (an int), and, called, PyTorch's size: `x.size()` is the
+    shape, `x.size(d)` the length of axis d."""
+
+    def __new__(cls, n, shape):
+        self = super().__new__(cls, n)
+        self.shape = shape
+        return self
+
+    def __call__(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
 
 
 class Versions:

@@ -13,7 +13,7 @@ from .transforms import (dequantize, dynamic_binarize, logit_inverse, logit_tran
                          to_unit)
 from .toy import (TOY_DATASETS, checkerboard, eight_gaussians, mode_centers, swiss_roll,
                   twentyfive_gaussians, two_moons)
-from .loader import ArrayDataset, DataLoader
+from .loader import ArrayDataset, DataLoader, TensorDataset
 from .download import download, list_datasets
 
 __all__ = [

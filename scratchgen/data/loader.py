@@ -30,7 +30,19 @@ class ArrayDataset:
         return tuple(a[index] for a in self.arrays)
 
 
+class TensorDataset(ArrayDataset):
+    """torch.utils.data.TensorDataset: tensors (or arrays) sharing their first dimension."""
+
+    def __init__(self, *tensors):
+        super().__init__(*(getattr(t, "data", t) for t in tensors))
+
+
 class DataLoader:
+    """Batches of a dataset: an ArrayDataset / TensorDataset, a tuple of arrays, or one array.
+
+    Every batch is a tuple of Tensors, one per array, even for a single array
+    (`for (xb,) in DataLoader(x, 64)`), as PyTorch's DataLoader over a TensorDataset yields."""
+
     def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, seed=None):
         if isinstance(dataset, np.ndarray):
             dataset = ArrayDataset(dataset)

@@ -10,4 +10,5 @@ from .conv import (  # noqa: F401
 )
 from .masked_conv import MaskedConv2d  # noqa: F401
 from .spectral_norm import SpectralNorm, spectral_norm  # noqa: F401
+from .loss import CrossEntropyLoss, BCEWithLogitsLoss, BCELoss, MSELoss, GaussianNLLLoss  # noqa: F401
 from . import utils  # noqa: F401

@@ -17,6 +17,17 @@ from .conv import (  # noqa: F401
 
 E = elementwise
 
+# PyTorch's dim=/keepdim= beside NumPy's axis=/keepdims= (scratchgen/torch_names.py)
+from ..torch_names import accept_dim as _dim, extreme as _extreme, variance as _variance  # noqa: E402
+sum, mean, logsumexp = _dim(reduce.sum), _dim(reduce.mean), _dim(reduce.logsumexp)
+argmax, argmin = _dim(reduce.argmax), _dim(reduce.argmin)
+var, std = _variance(reduce.var), _variance(reduce.std)
+max, min = _extreme(reduce.max, reduce.argmax), _extreme(reduce.min, reduce.argmin)
+softmax, log_softmax = _dim(softmax), _dim(log_softmax)
+concatenate, stack, split = _dim(shape.concatenate), _dim(shape.stack), _dim(shape.split)
+cat = concatenate
+squeeze, unsqueeze, flip = _dim(shape.squeeze), _dim(shape.unsqueeze), _dim(shape.flip)
+
 
 def _swap(fn):
     return lambda x, y: fn(y, x)
@@ -37,13 +48,13 @@ _METHODS = {
     "clip": E.clip, "clamp": E.clip, "astype": E.astype, "maximum": E.maximum, "minimum": E.minimum,
     "matmul": matmul_op,
     # reductions
-    "sum": reduce.sum, "mean": reduce.mean, "var": reduce.var, "std": reduce.std, "max": reduce.max,
-    "min": reduce.min, "logsumexp": reduce.logsumexp, "argmax": reduce.argmax, "argmin": reduce.argmin,
+    "sum": sum, "mean": mean, "var": var, "std": std, "max": max,
+    "min": min, "logsumexp": logsumexp, "argmax": argmax, "argmin": argmin,
     "softmax": softmax, "log_softmax": log_softmax,
     # shape
     "reshape": shape.reshape, "view": shape.reshape, "transpose": shape.transpose, "permute": shape.permute,
     "swapaxes": shape.swapaxes, "broadcast_to": shape.broadcast_to, "expand": shape.broadcast_to,
-    "squeeze": shape.squeeze, "unsqueeze": shape.unsqueeze, "flatten": shape.flatten, "flip": shape.flip,
+    "squeeze": squeeze, "unsqueeze": unsqueeze, "flatten": shape.flatten, "flip": flip,
     "gather": take_along_axis, "take_along_axis": take_along_axis,
 }
 for _name, _fn in _METHODS.items():
