@@ -3,6 +3,7 @@ $SCRATCHGEN_DATA points at a folder holding mnist/ and binarized_mnist/ (skipped
 import gzip
 import hashlib
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from scratchgen import data
-from scratchgen.data import binarized, loader, mnist, toy, transforms
+from scratchgen.data import amat, binarized, cache, loader, mnist, toy, transforms
 
 dl = importlib.import_module("scratchgen.data.download")  # the module; data.download is the function
 
@@ -45,6 +46,15 @@ def write(path, payload, gz=False):
 
 def amat_bytes(x):
     return "".join(" ".join(str(int(v)) for v in row) + "\n" for row in x).encode()
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test gets an empty parsed-data cache of its own (never the user's) and no memo."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    cache.clear_memo()
+    yield tmp_path / "xdg-cache" / "scratchgen" / "parsed"
+    cache.clear_memo()
 
 
 @pytest.fixture
@@ -253,6 +263,180 @@ def test_binarize_dynamic_on_bundle(empty_root):
     assert x.dtype == np.float32 and x.shape[1] == 784 and set(np.unique(x)) <= {0.0, 1.0}
     assert 0.1 < x.mean() < 0.16
     np.testing.assert_array_equal(x, data.binarize_dynamic("test", root=empty_root, seed=0))
+
+
+def test_fixed_width_and_exact_parsers_agree(monkeypatch):
+    x = (np.random.default_rng(1).random((5, 784)) < 0.3).astype(np.uint8)
+    text = amat_bytes(x)
+    exact = amat._parse_exact(text, "f.amat")
+    np.testing.assert_array_equal(exact, x)
+    monkeypatch.setattr(amat, "_parse_exact", lambda *a: pytest.fail("canonical text took the slow path"))
+    fast = amat.parse_amat_values(text, "f.amat")
+    assert fast.dtype == np.uint8 and fast.shape == (5, 784)
+    np.testing.assert_array_equal(fast, x)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t[:-1] + b" ",                       # a separator where the newline belongs
+    lambda t: t[:1568 * 2 + 10] + b"2" + t[1568 * 2 + 11:],
+    lambda t: t[:1568 * 2 + 11] + b"\t" + t[1568 * 2 + 12:],
+    lambda t: t[:7] + b"\n" + t[8:],               # a newline mid-line (the length still fits)
+])
+def test_fixed_width_path_rejects_what_it_does_not_understand(edit):
+    text = edit(amat_bytes(np.ones((3, 784))))
+    assert len(text) == 3 * 1568 and amat._parse_fixed_width(text) is None
+
+
+@pytest.fixture
+def small_binarized(empty_root, monkeypatch):
+    """A binarized_mnist/ folder of tiny synthetic splits (ROWS shrunk to match)."""
+    monkeypatch.setattr(binarized, "ROWS", {"train": 6, "valid": 4, "test": 5})
+    rng = np.random.default_rng(2)
+    arrays = {s: (rng.random((n, 784)) < 0.2).astype(np.float32) for s, n in binarized.ROWS.items()}
+    for split, x in arrays.items():
+        write(empty_root / "binarized_mnist" / f"binarized_mnist_{split}.amat.gz", amat_bytes(x), gz=True)
+    return empty_root, arrays
+
+
+def entries(folder):
+    return sorted(folder.glob("*.npz")) if folder.is_dir() else []
+
+
+def test_cache_hit_equals_fresh_parse(small_binarized, private_cache, monkeypatch):
+    root, arrays = small_binarized
+    first = data.load_binarized_mnist("train", root=root)
+    np.testing.assert_array_equal(first, arrays["train"])
+    (entry,) = entries(private_cache)
+    assert entry.name.startswith("binarized_mnist_train.amat.gz.")
+    meta = cache.read_meta(root / "binarized_mnist" / "binarized_mnist_train.amat.gz", binarized.CACHE_TAG)
+    assert meta["content_sha256"] == hashlib.sha256(amat_bytes(arrays["train"])).hexdigest()
+    cache.clear_memo()
+    monkeypatch.setattr(binarized, "parse_amat_values", lambda *a: pytest.fail("parsed despite a cache entry"))
+    second = data.load_binarized_mnist("train", root=root)
+    assert second.dtype == np.float32 and second.flags.writeable
+    np.testing.assert_array_equal(second, first)
+    np.testing.assert_array_equal(data.load_binarized_mnist("train", root=root, limit=2), first[:2])
+    second[:] = 7                                   # callers own what they get: no shared state
+    np.testing.assert_array_equal(data.load_binarized_mnist("train", root=root), first)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "empty"])
+def test_corrupt_cache_entry_is_rebuilt(small_binarized, private_cache, damage):
+    root, arrays = small_binarized
+    data.load_binarized_mnist("valid", root=root)
+    (entry,) = entries(private_cache)
+    good = entry.read_bytes()
+    body = bytearray(good)
+    at = good.index(bytes(np.packbits(arrays["valid"].astype(np.uint8), axis=1)[0, :8]))
+    body[at] ^= 0xFF                                # a bit flip inside the stored rows
+    entry.write_bytes({"flip": bytes(body), "truncate": good[:len(good) // 2],
+                       "garbage": b"not a cache entry", "empty": b""}[damage])
+    cache.clear_memo()
+    np.testing.assert_array_equal(data.load_binarized_mnist("valid", root=root), arrays["valid"])
+    with np.load(entry) as z:                       # rewritten, and sound again
+        np.testing.assert_array_equal(z["data"], np.packbits(arrays["valid"].astype(np.uint8), axis=1))
+        assert hashlib.sha256(z["data"]).hexdigest() == json.loads(z["meta"].tobytes())["sha256"]
+    assert [p.name for p in private_cache.iterdir()] == [entry.name]       # no temporary files left
+
+
+@pytest.mark.parametrize("clear_memo", [False, True])
+def test_modified_source_invalidates_the_cache(small_binarized, private_cache, clear_memo):
+    root, arrays = small_binarized
+    path = root / "binarized_mnist" / "binarized_mnist_test.amat"      # uncompressed beside the .gz
+    path.write_bytes(amat_bytes(arrays["test"]))
+    np.testing.assert_array_equal(data.load_binarized_mnist("test", root=root), arrays["test"])
+    st = path.stat()
+    flipped = 1 - arrays["test"]
+    path.write_bytes(amat_bytes(flipped))           # same size...
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))                # ...and same mtime
+    if clear_memo:
+        cache.clear_memo()
+    np.testing.assert_array_equal(data.load_binarized_mnist("test", root=root), flipped)
+
+
+def test_truncated_amat_is_an_error_naming_the_file(small_binarized, private_cache):
+    root, arrays = small_binarized
+    text = amat_bytes(arrays["train"])
+    for name, payload in (("binarized_mnist_train.amat", text[:-700]),
+                          ("binarized_mnist_train.amat.gz", gzip.compress(text[:1568 * 3 + 100]))):
+        for p in (root / "binarized_mnist").glob("binarized_mnist_train*"):
+            p.unlink()
+        path = write(root / "binarized_mnist" / name, payload)
+        with pytest.raises(ValueError, match=r"line \d+ has \d+ values") as e:
+            data.load_binarized_mnist("train", root=root)
+        assert str(path) in str(e.value)
+    path = write(root / "binarized_mnist" / "binarized_mnist_train.amat.gz", text[:1568 * 3], gz=True)
+    with pytest.raises(ValueError, match="found 3 rows, expected 6") as e:   # whole lines missing
+        data.load_binarized_mnist("train", root=root)
+    assert str(path) in str(e.value)
+    assert not [p for p in entries(private_cache) if "train" in p.name]   # a bad file is never cached
+
+
+def test_source_damaged_after_caching_is_still_an_error(small_binarized, private_cache):
+    root, _ = small_binarized
+    data.load_binarized_mnist("test", root=root)
+    path = root / "binarized_mnist" / "binarized_mnist_test.amat.gz"
+    path.write_bytes(path.read_bytes()[:-20])
+    cache.clear_memo()
+    with pytest.raises(ValueError, match="gzip") as e:
+        data.load_binarized_mnist("test", root=root)
+    assert str(path) in str(e.value)
+
+
+def test_unwritable_cache_dir_still_loads(small_binarized, tmp_path, monkeypatch):
+    root, arrays = small_binarized
+    blocker = write(tmp_path / "not-a-dir", b"a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    for _ in range(2):
+        cache.clear_memo()
+        np.testing.assert_array_equal(data.load_binarized_mnist("valid", root=root), arrays["valid"])
+
+
+def test_cache_location_honours_xdg_cache_home(small_binarized, tmp_path, monkeypatch):
+    root, _ = small_binarized
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "elsewhere"))
+    data.load_binarized_mnist("valid", root=root)
+    assert len(entries(tmp_path / "elsewhere" / "scratchgen" / "parsed")) == 1
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "scratchgen" / "parsed"
+
+
+def test_idx_cache_and_one_read_per_process(empty_root, private_cache, monkeypatch):
+    monkeypatch.setitem(mnist.FILES, "train", mnist.FILES["train"][:2] + (60,))
+    monkeypatch.setitem(mnist.FILES, "test", mnist.FILES["test"][:2] + (10,))
+    monkeypatch.setattr(mnist, "SPLITS", {"train": ("train", slice(0, 50)), "valid": ("train", slice(50, 60)),
+                                          "train_full": ("train", slice(0, 60)), "test": ("test", slice(0, 10))})
+    rng = np.random.default_rng(3)
+    files = {}
+    for which, n in (("train", 60), ("test", 10)):
+        img, lab, _ = mnist.FILES[which]
+        files[which] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n)
+        write(empty_root / "mnist" / (img + ".gz"), idx_bytes(files[which][0]), gz=True)
+        write(empty_root / "mnist" / (lab + ".gz"), idx_bytes(files[which][1]), gz=True)
+    reads = []
+    real_parse = mnist.parse_idx
+    monkeypatch.setattr(mnist, "parse_idx", lambda *a: reads.append(a[2]) or real_parse(*a))
+    for split in ("train", "valid", "train", "test", "valid"):
+        x, y = data.load_mnist(split, root=empty_root)
+        which, rows = mnist.SPLITS[split]
+        np.testing.assert_array_equal(x, files[which][0][rows])
+        np.testing.assert_array_equal(y, files[which][1][rows])
+        assert x.flags.writeable
+    assert len(reads) == 4 and len(entries(private_cache)) == 4           # each file parsed once
+    cache.clear_memo()                                                      # a new process: cache hits
+    np.testing.assert_array_equal(data.load_mnist("train_full", root=empty_root)[0], files["train"][0])
+    assert len(reads) == 4
+
+
+def test_real_binarized_cache_matches_fresh_parse():
+    root = real_root("binarized_mnist")
+    path = data.paths.find_file(Path(root) / "binarized_mnist", "binarized_mnist_valid.amat")
+    fresh = binarized.parse_amat(data.paths.read_bytes(path), path)
+    np.testing.assert_array_equal(data.load_binarized_mnist("valid", root=root), fresh)   # builds the entry
+    cache.clear_memo()
+    np.testing.assert_array_equal(data.load_binarized_mnist("valid", root=root), fresh)   # reads it
+
 
 
 # -- transforms -------------------------------------------------------------------------------------

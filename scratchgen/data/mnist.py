@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache import load_parsed
 from .paths import data_root, dataset_dir, find_file, missing_error, read_bytes
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,17 @@ def read_idx(path, magic):
     """Parse an IDX file (gzipped or not) whose magic number must be `magic`; returns a uint8
     array (a read-only view) shaped as its header says. Any mismatch with the header is a
     ValueError naming the file."""
-    data = read_bytes(path)
+    return parse_idx(read_bytes(path), magic, path)
+
+
+def load_idx(path, magic):
+    """read_idx through the parsed-data cache (cache.py): a later load skips the gunzip. Returns a
+    read-only array shared by all loads of the file in this process."""
+    return load_parsed(path, lambda data: parse_idx(data, magic, path), f"idx-{magic:08x}")
+
+
+def parse_idx(data, magic, path="<bytes>"):
+    """The IDX file content `data` (already gunzipped) as a read-only uint8 array; see read_idx."""
     found = int.from_bytes(data[:4], "big")
     if len(data) < 4 or found != magic:
         raise ValueError(f"{path}: bad IDX magic number 0x{found:08x}, expected 0x{magic:08x} "
@@ -73,8 +84,8 @@ def _read_pair(folder, which, name):
     for path, fname in ((img_path, img_name), (lab_path, lab_name)):
         if path is None:
             raise missing_error(folder / fname, name)
-    images = read_idx(img_path, IMAGES_MAGIC)
-    labels = read_idx(lab_path, LABELS_MAGIC)
+    images = load_idx(img_path, IMAGES_MAGIC)
+    labels = load_idx(lab_path, LABELS_MAGIC)
     # A file with a valid header but fewer rows is not MNIST's split; refuse rather than shrink.
     for path, arr in ((img_path, images), (lab_path, labels)):
         if len(arr) != count:

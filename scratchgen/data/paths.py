@@ -2,6 +2,8 @@
 
 The data root is, in order: the `root` argument, $SCRATCHGEN_DATA, ~/.cache/scratchgen.
 Under it each dataset has its own folder: mnist/, fashion_mnist/, binarized_mnist/.
+Derived files (parsed-data caches) go under the user cache, $XDG_CACHE_HOME/scratchgen else
+~/.cache/scratchgen, which is separate from the data root so that a read-only data folder works.
 """
 import gzip
 import os
@@ -16,6 +18,12 @@ def data_root(root=None):
     """The data root as an absolute Path (it need not exist)."""
     root = root or os.environ.get(DATA_ENV) or DEFAULT_ROOT
     return Path(root).expanduser().absolute()
+
+
+def cache_root():
+    """The user cache for derived files: $XDG_CACHE_HOME/scratchgen, else ~/.cache/scratchgen."""
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return (Path(base) / "scratchgen").expanduser().absolute()
 
 
 def dataset_dir(name, root=None):
@@ -42,8 +50,12 @@ def missing_error(path, dataset):
 def read_bytes(path):
     """The file's bytes, gunzipped if it is gzip. A damaged gzip stream is a ValueError naming the
     file (never a silently shorter result)."""
+    return decode_bytes(Path(path).read_bytes(), path)
+
+
+def decode_bytes(data, path):
+    """`data` (the bytes of the file at `path`) gunzipped if it is gzip; errors name `path`."""
     path = Path(path)
-    data = path.read_bytes()
     if data[:2] != b"\x1f\x8b":
         if path.suffix == ".gz":
             raise ValueError(f"{path}: not a gzip file (bad magic bytes); delete it and download again")

@@ -168,14 +168,12 @@ class MADESpec(ModelSpec):
         from ..optim.lr_scheduler import StepLR
         return StepLR(optimizer, self.config["lr_step"], gamma=0.1) if self.config["lr_step"] else None
 
-    def _split(self, split):
+    def _split(self, split, limit=None):
         from ..data import load_binarized_mnist
-        return load_binarized_mnist(split)
+        return load_binarized_mnist(split, limit=limit)
 
     def train_dataset(self):
-        x = self._split("train")
-        limit = self.config.get("limit_train")
-        return (x[:limit] if limit else x,)
+        return (self._split("train", self.config.get("limit_train")),)
 
     def loss(self, model, batch):
         x, = batch

@@ -258,19 +258,21 @@ def _generator(seed):
 
 
 # -- the registered model ---------------------------------------------------------------------------
-def load_split(split, likelihood="bernoulli", binarization="fixed", seed=12345):
+def load_split(split, likelihood="bernoulli", binarization="fixed", seed=12345, limit=None):
     """Data for one split as float32 (N, 784).
 
     bernoulli + 'fixed': Larochelle's binarized MNIST (50k/10k/10k; no labels, no bundled copy).
     bernoulli + 'dynamic': MNIST intensities in [0, 1] for 'train' (binarize each batch afresh),
         one fixed Bernoulli draw (seeded) for valid/test. Works with the bundled MNIST subset.
-    gaussian: MNIST intensities in [0, 1]."""
+    gaussian: MNIST intensities in [0, 1].
+    With `limit`, the first `limit` rows only (the same rows as slicing the full split)."""
     from ..data import load_binarized_mnist, load_mnist, to_unit
     if likelihood == "bernoulli" and binarization == "fixed":
-        return load_binarized_mnist(split)
+        return load_binarized_mnist(split, limit=limit)
     if binarization not in ("fixed", "dynamic"):
         raise ValueError(f"binarization must be 'fixed' or 'dynamic', got {binarization!r}")
     images = load_mnist(split)[0]
+    images = images[:limit] if limit else images
     x = to_unit(images).reshape(len(images), -1).astype(np.float32)
     if likelihood == "bernoulli" and split != "train":
         x = (np.random.default_rng(seed).random(x.shape) < x).astype(np.float32)
@@ -305,12 +307,11 @@ class VAESpec(ModelSpec):
     def _split(self, split):
         c = self.config
         try:
-            x = load_split(split, c["likelihood"], c["binarization"])
+            return load_split(split, c["likelihood"], c["binarization"],
+                              limit=c.get("limit_train" if split == "train" else "limit_eval"))
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e} Or train on dynamically binarized MNIST, which works offline on the "
                                     f"bundled subset: --set binarization=dynamic") from None
-        limit = self.config.get("limit_train" if split == "train" else "limit_eval")
-        return x[:limit] if limit else x
 
     def train_dataset(self):
         return (self._split("train"),)
