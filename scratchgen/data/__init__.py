@@ -4,11 +4,12 @@
     x, y = load_mnist("train")             # full MNIST under $SCRATCHGEN_DATA, else a bundled subset
     for xb, yb in DataLoader((x, y), batch_size=128, shuffle=True, seed=0): ...
 
-Data root: the `root` argument, else $SCRATCHGEN_DATA, else ~/.cache/scratchgen.
+Data root: the `root` argument, else $SCRATCHGEN_DATA, else $XDG_CACHE_HOME/scratchgen (~/.cache/scratchgen).
 """
 from .paths import DATA_ENV, data_root
 from .mnist import describe_mnist_source, load_bundled_mnist, load_mnist, read_idx
-from .binarized import binarize_dynamic, load_binarized_mnist, parse_amat
+from .binarized import (binarize_dynamic, describe_binarized_mnist_source, has_binarized_mnist, load_binarized,
+                        load_binarized_mnist, parse_amat)
 from .transforms import (dequantize, dynamic_binarize, logit_inverse, logit_transform, to_symmetric,
                          to_unit)
 from .toy import (TOY_DATASETS, checkerboard, eight_gaussians, mode_centers, swiss_roll,
@@ -23,6 +24,7 @@ __all__ = [
     "to_unit", "to_symmetric", "dequantize", "dynamic_binarize", "logit_transform", "logit_inverse",
     "TOY_DATASETS", "eight_gaussians", "twentyfive_gaussians", "swiss_roll", "two_moons",
     "checkerboard", "mode_centers",
-    "ArrayDataset", "DataLoader",
+    "ArrayDataset", "DataLoader", "TensorDataset", "load_binarized", "has_binarized_mnist",
+    "describe_binarized_mnist_source",
     "download", "list_datasets",
 ]

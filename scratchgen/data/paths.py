@@ -11,12 +11,12 @@ import zlib
 from pathlib import Path
 
 DATA_ENV = "SCRATCHGEN_DATA"
-DEFAULT_ROOT = Path("~/.cache/scratchgen")
+DEFAULT_ROOT = Path("$XDG_CACHE_HOME/scratchgen, else ~/.cache/scratchgen")  # how errors name the default
 
 
 def data_root(root=None):
     """The data root as an absolute Path (it need not exist)."""
-    root = root or os.environ.get(DATA_ENV) or DEFAULT_ROOT
+    root = root or os.environ.get(DATA_ENV) or cache_root()
     return Path(root).expanduser().absolute()
 
 

@@ -169,8 +169,8 @@ class MADESpec(ModelSpec):
         return StepLR(optimizer, self.config["lr_step"], gamma=0.1) if self.config["lr_step"] else None
 
     def _split(self, split, limit=None):
-        from ..data import load_binarized_mnist
-        return load_binarized_mnist(split, limit=limit)
+        from ..data import load_binarized
+        return load_binarized(split, limit=limit)
 
     def train_dataset(self):
         return (self._split("train", self.config.get("limit_train")),)

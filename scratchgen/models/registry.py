@@ -121,8 +121,6 @@ class ModelSpec:
         fn = getattr(data, f"describe_{self.dataset}_source", None)
         if fn is not None:
             return fn()
-        if self.dataset == "binarized_mnist":
-            return f"binarized MNIST (Larochelle's fixed binarization) from {data.data_root()}"
         if self.dataset == "mnist":
             return data.describe_mnist_source()
         return self.dataset

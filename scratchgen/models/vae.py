@@ -266,9 +266,9 @@ def load_split(split, likelihood="bernoulli", binarization="fixed", seed=12345, 
         one fixed Bernoulli draw (seeded) for valid/test. Works with the bundled MNIST subset.
     gaussian: MNIST intensities in [0, 1].
     With `limit`, the first `limit` rows only (the same rows as slicing the full split)."""
-    from ..data import load_binarized_mnist, load_mnist, to_unit
+    from ..data import load_binarized, load_mnist, to_unit
     if likelihood == "bernoulli" and binarization == "fixed":
-        return load_binarized_mnist(split, limit=limit)
+        return load_binarized(split, limit=limit)
     if binarization not in ("fixed", "dynamic"):
         raise ValueError(f"binarization must be 'fixed' or 'dynamic', got {binarization!r}")
     images = load_mnist(split)[0]
@@ -298,8 +298,8 @@ class VAESpec(ModelSpec):
     def describe_data(self):
         c = self.config
         if c["likelihood"] == "bernoulli" and c["binarization"] == "fixed":
-            from ..data import data_root
-            return f"binarized MNIST (Larochelle's fixed binarization) from {data_root()}"
+            from ..data import describe_binarized_mnist_source
+            return describe_binarized_mnist_source()
         from ..data import describe_mnist_source
         how = "dynamically binarized" if c["likelihood"] == "bernoulli" else "grayscale in [0, 1]"
         return f"{describe_mnist_source()} ({how})"
