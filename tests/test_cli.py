@@ -344,5 +344,12 @@ def test_evaluate_scores_the_whole_split_unless_told(run_dir, capsys):
     assert full != part
 
 
-def test_made_says_it_trains_on_binarized_mnist():
-    assert create("made").describe_data().startswith("binarized MNIST")
+def test_made_says_which_binarized_mnist_it_trains_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRATCHGEN_DATA", str(tmp_path))  # no files: the announced fallback
+    said = create("made").describe_data()
+    assert said.startswith("fallback:") and "binarized once with a fixed seed" in said
+    folder = tmp_path / "binarized_mnist"
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        (folder / f"binarized_mnist_{split}.amat").write_text("0 1\n")
+    assert create("made").describe_data().startswith("binarized MNIST (Larochelle's")
