@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from scratchgen import data
-from scratchgen.data import amat, binarized, cache, loader, mnist, toy, transforms
+from scratchgen.data import amat, binarized, cache, loader, mnist, paths, toy, transforms
 
 dl = importlib.import_module("scratchgen.data.download")  # the module; data.download is the function
 
@@ -55,6 +55,14 @@ def private_cache(tmp_path, monkeypatch):
     cache.clear_memo()
     yield tmp_path / "xdg-cache" / "scratchgen" / "parsed"
     cache.clear_memo()
+
+
+@pytest.fixture(autouse=True)
+def synthetic_files_pass_the_checksum(request, monkeypatch):
+    """The tests write small stand-ins under the real file names: only the checksum tests (and the
+    real-data ones) keep the published checksums in force."""
+    if "published_checksums" not in request.keywords:
+        monkeypatch.setattr(paths, "published_sha256", lambda dataset, filename: None)
 
 
 @pytest.fixture
@@ -643,3 +651,60 @@ def test_list_datasets(empty_root):
     write(empty_root / "binarized_mnist" / "binarized_mnist_test.amat.gz", b"", gz=True)
     rows = {name: where for name, where, _ in data.list_datasets(empty_root)}
     assert rows["binarized_mnist"].startswith("incomplete") and "binarized_mnist_train.amat" in rows["binarized_mnist"]
+
+
+# -- published checksums: verified on whatever copy is loaded -----------------------------------------
+def _publish(monkeypatch, **digests):
+    monkeypatch.setattr(paths, "published_sha256", lambda dataset, filename: digests.get(filename))
+
+
+@pytest.mark.published_checksums
+def test_a_corrupt_uncompressed_copy_gives_way_to_the_good_gz(empty_root, monkeypatch, caplog):
+    good = amat_bytes((np.arange(3 * 784).reshape(3, 784) % 3 == 0).astype(int))
+    folder = empty_root / "binarized_mnist"
+    write(folder / "binarized_mnist_valid.amat.gz", good, gz=True)
+    write(folder / "binarized_mnist_valid.amat", good.replace(b"1", b"0", 5))   # damaged, still parses
+    _publish(monkeypatch, **{"binarized_mnist_valid.amat": hashlib.sha256(good).hexdigest()})
+    monkeypatch.setitem(binarized.ROWS, "valid", 3)
+    with caplog.at_level(logging.WARNING):
+        x = binarized.load_binarized_mnist("valid", root=empty_root)
+    np.testing.assert_array_equal(x, binarized.parse_amat(good))
+    assert "not the published file" in caplog.text and "binarized_mnist_valid.amat.gz" in caplog.text
+
+
+@pytest.mark.published_checksums
+def test_no_copy_passing_the_checksum_is_an_error_naming_each(empty_root, monkeypatch):
+    folder = empty_root / "binarized_mnist"
+    text = amat_bytes(np.ones((3, 784), int))
+    write(folder / "binarized_mnist_valid.amat", text)
+    write(folder / "binarized_mnist_valid.amat.gz", text, gz=True)
+    _publish(monkeypatch, **{"binarized_mnist_valid.amat": "0" * 64})
+    monkeypatch.setitem(binarized.ROWS, "valid", 3)
+    with pytest.raises(ValueError, match=r"valid\.amat:.*valid\.amat\.gz:.*scratchgen data download binarized_mnist"):
+        binarized.load_binarized_mnist("valid", root=empty_root)
+
+
+@pytest.mark.published_checksums
+def test_the_published_checksums_pass_on_the_real_files():
+    root = real_root("binarized_mnist")
+    assert len(binarized.load_binarized_mnist("valid", root=root)) == 10000
+    assert paths.published_sha256("binarized_mnist", "binarized_mnist_valid.amat")
+
+
+def test_an_mnist_path_that_is_a_file_is_an_error_not_a_fallback(empty_root):
+    (empty_root / "mnist").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        data.load_mnist("train", root=empty_root)
+
+
+def test_download_moves_a_damaged_copy_aside_so_it_cannot_shadow_the_good_one(empty_root, monkeypatch):
+    rows = amat_bytes(np.ones((2, 784), int))
+    mirror = write(empty_root / "mirror" / "binarized_mnist_valid.amat", rows).parent
+    monkeypatch.setitem(dl.FILES, "binarized_mnist",
+                        [("binarized_mnist_valid.amat", ("sha256", hashlib.sha256(rows).hexdigest()))])
+    folder = empty_root / "root" / "binarized_mnist"
+    write(folder / "binarized_mnist_valid.amat", b"0 1 garbage\n")
+    write(folder / "binarized_mnist_valid.amat.gz", rows, gz=True)       # a good copy already there
+    data.download("binarized_mnist", root=empty_root / "root", mirror=mirror.as_uri(), progress=False)
+    assert (folder / "binarized_mnist_valid.amat.corrupt").exists()
+    assert not (folder / "binarized_mnist_valid.amat").exists()

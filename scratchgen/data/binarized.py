@@ -18,7 +18,7 @@ import numpy as np
 from .amat import PIXELS, parse_amat_values
 from .cache import load_parsed
 from .mnist import load_mnist
-from .paths import dataset_dir, find_file, missing_error
+from .paths import dataset_dir, find_file, load_verified
 from .transforms import dynamic_binarize, to_unit
 
 ROWS = {"train": 50000, "valid": 10000, "test": 10000}
@@ -43,15 +43,14 @@ def load_binarized_mnist(split, root=None, limit=None):
     if split not in ROWS:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(ROWS)}")
     folder = dataset_dir("binarized_mnist", root)
-    name = f"binarized_mnist_{split}.amat"
-    path = find_file(folder, name)
-    if path is None:
-        raise missing_error(folder / name, "binarized_mnist")
 
-    def parse(text):        # a file of the wrong length is an error, so it is never cached
-        return _check_rows(np.packbits(parse_amat_values(text, path), axis=1), split, path)
+    def load(path, expected_sha256):
+        def parse(text):    # a file of the wrong length is an error, so it is never cached
+            return _check_rows(np.packbits(parse_amat_values(text, path), axis=1), split, path)
+        return _check_rows(load_parsed(path, parse, CACHE_TAG, expected_sha256), split, path)
 
-    bits = _check_rows(load_parsed(path, parse, CACHE_TAG), split, path)
+    # the first copy (.amat, then .amat.gz) whose content is the published file's
+    bits = load_verified(folder, f"binarized_mnist_{split}.amat", "binarized_mnist", load)
     bits = bits[:limit] if limit else bits
     return np.unpackbits(bits, axis=1, count=PIXELS).astype(np.float32)
 

@@ -62,10 +62,16 @@ def _stat_key(path):
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
-def load_parsed(source, parse, tag):
+class ChecksumError(ValueError):
+    """A data file whose content is not the published file's."""
+
+
+def load_parsed(source, parse, tag, content_sha256=None):
     """The array that parse(decoded bytes of `source`) returns, from the cache when it holds a
     verified entry for the source's current content, else parsed now (and cached if possible).
-    `tag` names the parser and the array's layout; change it when either changes."""
+    `tag` names the parser and the array's layout; change it when either changes.
+    `content_sha256`: the published checksum of the decoded content; a file that differs raises
+    ChecksumError and is never cached (an entry exists only for content that passed)."""
     source = Path(source).absolute()
     memo_key = (str(source), tag)
     stat_key = _stat_key(source)
@@ -81,8 +87,11 @@ def load_parsed(source, parse, tag):
     array = _read_entry(entry, source_sha, tag) if entry is not None else None
     if array is None:
         decoded = decode_bytes(raw, source)
-        array = np.ascontiguousarray(parse(decoded))
         content_sha = hashlib.sha256(decoded).hexdigest() if decoded is not raw else source_sha
+        if content_sha256 is not None and content_sha != content_sha256:
+            raise ChecksumError(f"{source}: its content (sha256 {content_sha[:12]}...) is not the published "
+                                f"file's ({content_sha256[:12]}...): corrupt or a different version")
+        array = np.ascontiguousarray(parse(decoded))
         del decoded
         meta = {"format": FORMAT, "tag": tag, "source": str(source), "source_size": len(raw),
                 "source_sha256": source_sha, "content_sha256": content_sha,

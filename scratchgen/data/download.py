@@ -101,7 +101,13 @@ def download(name, root=None, mirror=None, progress=True):
     for filename, check in FILES[name]:
         existing = [p for p in (folder / filename, folder / filename.removesuffix(".gz"),
                                 folder / (filename + ".gz")) if p.is_file()]
-        if any(verify(p, check) for p in existing):
+        good = [p for p in existing if verify(p, check)]
+        for p in existing:
+            if p not in good:  # a damaged copy would shadow the good one: move it aside, and say so
+                aside = p.with_name(p.name + ".corrupt")
+                os.replace(p, aside)
+                print(f"{p} failed its {check[0]} check; moved to {aside}")
+        if good:
             continue
         fetch(base.rstrip("/") + "/" + filename, folder / filename, check, progress)
     return str(folder)

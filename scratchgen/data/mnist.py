@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import load_parsed
-from .paths import data_root, dataset_dir, find_file, missing_error, read_bytes
+from .paths import data_root, dataset_dir, find_file, load_verified, missing_error, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,18 @@ def _mnist_files(folder):
 
 def _read_pair(folder, which, name):
     img_name, lab_name, count = FILES[which]
-    img_path, lab_path = (find_file(folder, n) for n in (img_name, lab_name))
-    for path, fname in ((img_path, img_name), (lab_path, lab_name)):
-        if path is None:
-            raise missing_error(folder / fname, name)
-    images = load_idx(img_path, IMAGES_MAGIC)
-    labels = load_idx(lab_path, LABELS_MAGIC)
+    found = {}
+
+    def loader(magic):
+        def load(path, expected_sha256):
+            found[magic] = path
+            return load_parsed(path, lambda data: parse_idx(data, magic, path), f"idx-{magic:08x}", expected_sha256)
+        return load
+
+    # the first copy (uncompressed, then .gz) whose content is the published file's
+    images = load_verified(folder, img_name, name, loader(IMAGES_MAGIC))
+    labels = load_verified(folder, lab_name, name, loader(LABELS_MAGIC))
+    img_path, lab_path = found[IMAGES_MAGIC], found[LABELS_MAGIC]
     # A file with a valid header but fewer rows is not MNIST's split; refuse rather than shrink.
     for path, arr in ((img_path, images), (lab_path, labels)):
         if len(arr) != count:
@@ -114,6 +120,9 @@ def load_mnist(split, root=None, fashion=False, allow_bundled=True):
 
 
 def _has_any(folder):
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder of MNIST files: move it away (the "
+                                 f"bundled subset is used when the folder is absent or empty)")
     return any(p is not None for pair in _mnist_files(folder).values() for p in pair)
 
 

@@ -38,6 +38,40 @@ def find_file(folder, filename):
     return None
 
 
+def candidates(folder, filename):
+    """The copies of a data file that exist: `filename`, then `filename.gz`."""
+    return [c for c in (Path(folder) / filename, Path(folder) / (filename + ".gz")) if c.is_file()]
+
+
+def published_sha256(dataset, filename):
+    """The published sha256 of the file's uncompressed content, where one is known, else None."""
+    from .download import FILES
+    for name, (kind, digest) in FILES.get(dataset, []):
+        if kind == "sha256" and name.removesuffix(".gz") == filename:
+            return digest
+    return None
+
+
+def load_verified(folder, filename, dataset, load):
+    """load(path, expected_sha256) on the first copy of the file whose content verifies; a copy
+    that fails is skipped with a warning naming it, and if none passes the error names each."""
+    import logging
+    from .cache import ChecksumError
+    found = candidates(folder, filename)
+    if not found:
+        raise missing_error(Path(folder) / filename, dataset)
+    expected = published_sha256(dataset, filename)
+    failures = []
+    for path in found:
+        try:
+            return load(path, expected)
+        except (ChecksumError, ValueError) as e:
+            failures.append(str(e))
+            if path is not found[-1]:
+                logging.getLogger(__name__).warning("%s; trying %s", e, found[found.index(path) + 1])
+    raise ValueError("; ".join(failures) + f". Delete the damaged file(s) and run `scratchgen data download {dataset}`")
+
+
 def missing_error(path, dataset):
     """The FileNotFoundError for a missing dataset file: what was searched and how to fix it."""
     return FileNotFoundError(
