@@ -99,8 +99,8 @@ def download(name, root=None, mirror=None, progress=True):
     folder = dataset_dir(name, root)
     base = mirror or MIRRORS[name]
     for filename, check in FILES[name]:
-        existing = [p for p in (folder / filename, folder / filename.removesuffix(".gz"),
-                                folder / (filename + ".gz")) if p.is_file()]
+        existing = [p for p in dict.fromkeys((folder / filename, folder / filename.removesuffix(".gz"),
+                                              folder / (filename + ".gz"))) if p.is_file()]
         good = [p for p in existing if verify(p, check)]
         for p in existing:
             if p not in good:  # a damaged copy would shadow the good one: move it aside, and say so
