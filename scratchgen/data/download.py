@@ -10,7 +10,9 @@ re-gzipped elsewhere still verifies); Fashion-MNIST by the published md5 of its 
 """
 import hashlib
 import os
+import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -78,16 +80,29 @@ def fetch(url, dest, check, progress=True):
     return dest
 
 
+class _Lines:
+    """Download progress for a log: a plain line every 10 s (tqdm's carriage returns are for terminals)."""
+
+    def __init__(self, total, desc, enabled):
+        self.total, self.desc, self.enabled, self.done = total, desc, enabled, 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n):
+        self.done += n
+        now = time.perf_counter()
+        if self.enabled and now - self.last >= 10:
+            self.last = now
+            share = f" of {self.total / 2**20:.1f}" if self.total else ""
+            print(f"{self.desc}: {self.done / 2**20:.1f}{share} MiB, {now - self.start:.0f}s", file=sys.stderr, flush=True)
+
+    def close(self):
+        pass
+
+
 def _progress_bar(total, desc, enabled):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        enabled = False
-    if not enabled:
-        class _Silent:
-            def update(self, n): pass
-            def close(self): pass
-        return _Silent()
+    if not (enabled and sys.stderr.isatty()):
+        return _Lines(total, desc, enabled)
+    from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
 
 
