@@ -208,6 +208,13 @@ class NICESpec(ModelSpec):
         x = Tensor(dequantize(batch[0].numpy(), self.noise))  # fresh noise every batch
         return -model.log_prob(x).mean()
 
+    def training_state(self, model):
+        return {"noise": self.noise.bit_generator.state}
+
+    def load_training_state(self, model, state):
+        if "noise" in state:
+            self.noise.bit_generator.state = state["noise"]
+
     def evaluate(self, model, split):
         from ..data import dequantize
         x = dequantize(self._images(split), np.random.default_rng(12345))  # one fixed draw
