@@ -111,6 +111,36 @@ class Tensor:
     def cuda(self):
         return self.to("cuda")
 
+    # -- in-place writes, as torch's `with no_grad(): w.mul_(0.5)`: outside the graph, and stamped
+    # by the version clock so that a graph that saved this tensor refuses to use the new values
+    def _write(self, name, values):
+        if self._requires_grad and _GradMode.enabled:
+            raise RuntimeError(f"{name}: a tensor that requires grad can be changed in place only "
+                               f"under sg.no_grad() (as in PyTorch); outside it the change would "
+                               f"bypass autograd")
+        if self._vjp is not None:
+            raise RuntimeError(f"{name}: only leaf tensors can be changed in place; this one was made "
+                               f"by {self._vjp.__name__}")
+        xp = self.xp
+        self.data[...] = xp.asarray(getattr(values, "data", values), dtype=self.data.dtype)
+        mark_written([self])
+        return self
+
+    def copy_(self, src):
+        return self._write("copy_", src)
+
+    def fill_(self, value):
+        return self._write("fill_", value)
+
+    def zero_(self):
+        return self._write("zero_", 0)
+
+    def add_(self, other, alpha=1):
+        return self._write("add_", self.data + alpha * getattr(other, "data", other))
+
+    def mul_(self, other):
+        return self._write("mul_", self.data * getattr(other, "data", other))
+
     def float(self):
         return self.astype(float32)
 

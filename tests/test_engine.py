@@ -314,3 +314,22 @@ def test_backward_after_an_optimizer_step_on_a_saved_parameter_raises():
     opt.zero_grad()
     (w * 3.0).sum().backward()  # recomputed after the step: fine
     np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 2), 3.0))
+
+
+def test_in_place_writes_follow_torchs_rules_and_bump_the_version():
+    w = sg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="only under sg.no_grad"):
+        w.mul_(2.0)
+    loss = (w * w).sum()
+    with sg.no_grad():
+        w.mul_(0.5).add_(1.0)
+    np.testing.assert_array_equal(w.data, [1.5, 2.0])
+    with pytest.raises(RuntimeError, match="modified in place"):
+        loss.backward()  # the graph saved w before the write: its gradient would be stale
+    made = w * 2
+    with pytest.raises(RuntimeError, match="only leaf tensors"):
+        with sg.no_grad():
+            made.zero_()
+    with sg.no_grad():
+        w.copy_(sg.tensor([3.0, 4.0])).fill_(0.0)
+    assert w.data.tolist() == [0.0, 0.0]
