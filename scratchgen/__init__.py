@@ -18,6 +18,7 @@ from .ops import (  # noqa: F401
     affine_coupling, affine_coupling_inverse,
     unfold, fold, conv2d, conv_transpose2d, avg_pool2d, max_pool2d, upsample_nearest2d, masked_conv2d,
 )
+from .ops.math import *  # noqa: F401,F403 - tan ... remainder, and PyTorch's asin ... atan2
 from .losses import (  # noqa: F401
     binary_cross_entropy_with_logits, binary_cross_entropy, mse_loss, cross_entropy, gaussian_nll,
 )

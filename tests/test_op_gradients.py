@@ -225,3 +225,49 @@ def test_cross_entropy(n, c, data):
 def test_gaussian_nll(args):
     x, y, v = (a.copy() for a in np.broadcast_arrays(*args))
     check_gradients(lambda a, b, s: sg.gaussian_nll(a, b, s, full=True), x, y, v)
+
+
+# -- the rest of the element-wise math (scratchgen/ops/math.py) ---------------------------------
+def _inside(lo, hi):
+    return lambda *xs: all(np.all((lo < x) & (x < hi)) for x in xs)
+
+
+test_tan = gradient_test(sg.tan, "real", where=lambda x: np.all(np.abs(np.cos(x)) > 0.2))
+test_sinh = gradient_test(sg.sinh, "real")
+test_cosh = gradient_test(sg.cosh, "real")
+test_arcsin = gradient_test(sg.arcsin, "unit")
+test_arccos = gradient_test(sg.arccos, "unit")
+test_arctan = gradient_test(sg.arctan, "real")
+test_arcsinh = gradient_test(sg.arcsinh, "real")
+test_arccosh = gradient_test(lambda x: sg.arccosh(x + 1.0), "positive")
+test_arctanh = gradient_test(sg.arctanh, "unit")
+test_arctan2 = gradient_test(sg.arctan2, "nonzero", "positive")
+test_hypot = gradient_test(sg.hypot, "nonzero", "positive")
+test_square = gradient_test(sg.square, "real")
+test_reciprocal = gradient_test(sg.reciprocal, "nonzero")
+test_cbrt = gradient_test(sg.cbrt, "positive")
+test_log2 = gradient_test(sg.log2, "positive")
+test_log10 = gradient_test(sg.log10, "positive")
+test_exp2 = gradient_test(sg.exp2, "real")
+test_logaddexp = gradient_test(sg.logaddexp, "real", "real")
+test_logaddexp2 = gradient_test(sg.logaddexp2, "real", "real")
+test_logit = gradient_test(sg.logit, "unit")
+test_erf = gradient_test(sg.erf, "real")
+test_erfc = gradient_test(sg.erfc, "real")
+test_erfinv = gradient_test(sg.erfinv, "unit")
+test_lgamma = gradient_test(sg.lgamma, "positive")
+test_digamma = gradient_test(sg.digamma, "positive")
+test_remainder = gradient_test(lambda x, y: x % y, "real", "positive",
+                               where=lambda x, y: np.all(np.abs(np.remainder(x, y)) > 1e-3)
+                               and np.all(np.abs(np.remainder(x, y) - y) > 1e-3))
+
+
+def test_piecewise_constant_ops_have_zero_gradient_and_numpys_values():
+    x = np.array([-2.5, -0.5, 0.5, 1.5, 2.7])
+    for op, ref in ((sg.floor, np.floor), (sg.ceil, np.ceil), (sg.round, np.round), (sg.trunc, np.trunc)):
+        t = sg.tensor(x, requires_grad=True)
+        g, = sg.grad(op(t).sum(), [t])
+        np.testing.assert_array_equal(op(sg.tensor(x)).numpy(), ref(x))
+        np.testing.assert_array_equal(g.numpy(), 0.0)
+    np.testing.assert_array_equal((sg.tensor(x) // 0.7).numpy(), x // 0.7)
+    np.testing.assert_allclose((sg.tensor(x) % -0.7).numpy(), np.remainder(x, -0.7))

@@ -2,8 +2,9 @@
 binds them to Tensor as methods and operators. A new op family (conv2d, say) is one
 new module plus its lines in the table below."""
 from ..tensor import Tensor
-from . import elementwise, index, matmul, reduce, shape, softmax
+from . import elementwise, index, math, matmul, reduce, shape, softmax
 from .elementwise import *  # noqa: F401,F403
+from .math import *  # noqa: F401,F403
 from .index import getitem, scatter_add, take_along_axis, gather  # noqa: F401
 from .matmul import matmul as matmul_op
 from .reduce import sum, mean, var, std, max, min, logsumexp, argmax, argmin  # noqa: F401
@@ -40,13 +41,16 @@ _METHODS = {
     "__pow__": E.pow, "__rpow__": _swap(E.pow), "__neg__": E.neg,
     "__matmul__": matmul_op, "__rmatmul__": _swap(matmul_op),
     "__lt__": E.lt, "__le__": E.le, "__gt__": E.gt, "__ge__": E.ge, "__eq__": E.eq, "__ne__": E.ne,
-    "__getitem__": getitem,
+    "__getitem__": getitem, "__mod__": math.remainder, "__rmod__": _swap(math.remainder),
+    "__floordiv__": math.floor_divide, "__rfloordiv__": _swap(math.floor_divide),
+    "__abs__": E.abs, "__pos__": lambda x: x,
     # elementwise
     "exp": E.exp, "log": E.log, "log1p": E.log1p, "expm1": E.expm1, "sqrt": E.sqrt, "abs": E.abs,
     "sin": E.sin, "cos": E.cos, "tanh": E.tanh, "sigmoid": E.sigmoid, "relu": E.relu,
     "softplus": E.softplus, "logsigmoid": E.logsigmoid, "sign": E.sign, "pow": E.pow,
     "clip": E.clip, "clamp": E.clip, "astype": E.astype, "maximum": E.maximum, "minimum": E.minimum,
     "matmul": matmul_op,
+    **{name: getattr(math, name) for name in math.__all__},
     # reductions
     "sum": sum, "mean": mean, "var": var, "std": std, "max": max,
     "min": min, "logsumexp": logsumexp, "argmax": argmax, "argmin": argmin,
