@@ -19,13 +19,14 @@ from .ops import (  # noqa: F401
     unfold, fold, conv2d, conv_transpose2d, avg_pool2d, max_pool2d, upsample_nearest2d, masked_conv2d,
 )
 from .ops.math import *  # noqa: F401,F403 - tan ... remainder, and PyTorch's asin ... atan2
+from .ops.arrays import *  # noqa: F401,F403 - cumsum, diagonals, triangles, rolls, einsum, ...
 from .losses import (  # noqa: F401
     binary_cross_entropy_with_logits, binary_cross_entropy, mse_loss, cross_entropy, gaussian_nll,
 )
 from .gradcheck import gradcheck, gradgradcheck, GradcheckError
 from .serialization import save, load  # noqa: F401
 
-clamp = clip
+from .ops.arrays import clamp  # noqa: E402 - number or tensor bounds
 set_num_threads, get_num_threads = threads.set_threads, threads.threads
 __version__ = "0.1.0"
 

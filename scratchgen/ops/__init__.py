@@ -2,9 +2,11 @@
 binds them to Tensor as methods and operators. A new op family (conv2d, say) is one
 new module plus its lines in the table below."""
 from ..tensor import Tensor
-from . import elementwise, index, math, matmul, reduce, shape, softmax
+from . import arrays, elementwise, index, math, matmul, reduce, shape, softmax
 from .elementwise import *  # noqa: F401,F403
 from .math import *  # noqa: F401,F403
+from .arrays import *  # noqa: F401,F403
+from .arrays import clamp  # noqa: F401 - tensor bounds too
 from .index import getitem, scatter_add, take_along_axis, gather  # noqa: F401
 from .matmul import matmul as matmul_op
 from .reduce import sum, mean, var, std, max, min, logsumexp, argmax, argmin  # noqa: F401
@@ -48,9 +50,13 @@ _METHODS = {
     "exp": E.exp, "log": E.log, "log1p": E.log1p, "expm1": E.expm1, "sqrt": E.sqrt, "abs": E.abs,
     "sin": E.sin, "cos": E.cos, "tanh": E.tanh, "sigmoid": E.sigmoid, "relu": E.relu,
     "softplus": E.softplus, "logsigmoid": E.logsigmoid, "sign": E.sign, "pow": E.pow,
-    "clip": E.clip, "clamp": E.clip, "astype": E.astype, "maximum": E.maximum, "minimum": E.minimum,
+    "astype": E.astype, "maximum": E.maximum, "minimum": E.minimum,
     "matmul": matmul_op,
     **{name: getattr(math, name) for name in math.__all__},
+    **{name: getattr(arrays, name) for name in ("cumsum", "diff", "diagonal", "trace", "tril", "triu", "roll",
+                                                   "moveaxis", "rot90", "tile", "repeat_interleave", "sort",
+                                                   "any", "all", "dot", "inner", "outer", "chunk")},
+    "clamp": arrays.clamp, "clip": arrays.clamp,
     # reductions
     "sum": sum, "mean": mean, "var": var, "std": std, "max": max,
     "min": min, "logsumexp": logsumexp, "argmax": argmax, "argmin": argmin,
