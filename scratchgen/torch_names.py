@@ -94,6 +94,10 @@ TABLE = [
     ("torch.no_grad / enable_grad", "sg.no_grad / sg.enable_grad", ""),
     ("torch.manual_seed", "sg.manual_seed", ""),
     ("torch.set_num_threads", "sg.set_num_threads", "BLAS and the Numba kernels alike"),
+    ("torch.linalg.inv / solve / det / slogdet / cholesky / eigh / norm", "sg.linalg.inv / solve / det / slogdet / cholesky / eigh / norm", "gradients to second order; see scratchgen/linalg.py for the failure modes"),
+    ("torch.autograd.functional.jacobian / hessian", "sg.linalg.jacobian / sg.linalg.hessian", ""),
+    ("torch.einsum", "sg.einsum", "explicit output ('ij,jk->ik'), no ellipsis"),
+    ("x % y / x // y / abs(x)", "x % y / x // y / abs(x)", ""),
     ("torch.utils.data.TensorDataset / DataLoader", "sg.data.TensorDataset / sg.data.DataLoader", "a DataLoader yields tuples"),
 ]
 
