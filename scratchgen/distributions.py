@@ -32,7 +32,7 @@ from .ops.softmax import log_softmax, softmax
 from .random import rng
 from .tensor import Tensor, float32
 
-__all__ = ["Distribution", "Normal", "Bernoulli", "Logistic", "Categorical", "Uniform",
+__all__ = ["Distribution", "Normal", "MultivariateNormal", "Bernoulli", "Logistic", "Categorical", "Uniform",
            "kl_divergence", "register_kl", "log_mean_exp"]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -178,6 +178,68 @@ class Normal(Distribution):
     @property
     def stddev(self):
         return self.scale.broadcast_to(self.batch_shape)
+
+    def cdf(self, value):
+        """P(X <= value) = (1 + erf((value - loc) / (scale sqrt 2))) / 2."""
+        from .ops.math import erf
+        value = _as_tensor(value, self.loc)
+        return (1 + erf((value - self.loc) / (self.scale * math.sqrt(2)))) * 0.5
+
+    def icdf(self, p):
+        """The quantile: loc + scale sqrt(2) erfinv(2p - 1)."""
+        from .ops.math import erfinv
+        p = _as_tensor(p, self.loc)
+        return self.loc + self.scale * math.sqrt(2) * erfinv(p * 2 - 1)
+
+
+# -- MultivariateNormal ---------------------------------------------------------------------------
+class MultivariateNormal(Distribution):
+    """N(loc, Sigma) over the last axis, from a covariance matrix or its Cholesky factor L
+    (Sigma = L L^T): log_prob by a triangular solve, rsample as loc + L eps."""
+
+    has_rsample = True
+    _fields = ("loc", "scale_tril")
+
+    def __init__(self, loc, covariance_matrix=None, scale_tril=None):
+        from . import linalg
+        if (covariance_matrix is None) == (scale_tril is None):
+            raise ValueError("MultivariateNormal: give exactly one of covariance_matrix and scale_tril")
+        self.loc = _as_tensor(loc)
+        self.scale_tril = (linalg.cholesky(_as_tensor(covariance_matrix, self.loc)) if scale_tril is None
+                           else _as_tensor(scale_tril, self.loc))
+        d = self.loc.shape[-1]
+        if self.scale_tril.shape[-2:] != (d, d):
+            raise ValueError(f"MultivariateNormal: scale of shape {self.scale_tril.shape} for a loc of size {d}")
+        self.batch_shape = np.broadcast_shapes(self.loc.shape[:-1], self.scale_tril.shape[:-2])
+        self.event_shape = (d,)
+
+    def log_prob(self, value):
+        from . import linalg
+        value = _as_tensor(value, self.loc)
+        diff = (value - self.loc).unsqueeze(-1)
+        z = linalg.solve(self.scale_tril, diff).squeeze(-1)            # L z = x - loc
+        from .ops.arrays import diagonal
+        half_log_det = log(diagonal(self.scale_tril, 0, -2, -1)).sum(axis=-1)
+        d = self.loc.shape[-1]
+        return -0.5 * (z * z).sum(axis=-1) - half_log_det - 0.5 * d * LOG_2PI
+
+    def rsample(self, shape=(), generator=None):
+        shape = _shape(shape) + tuple(self.batch_shape) + self.event_shape
+        eps = _to_like(rng(generator).standard_normal(shape, dtype=self.loc.dtype), self.loc)
+        return self.loc + (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self):
+        from .ops.arrays import diagonal
+        d = self.loc.shape[-1]
+        return log(diagonal(self.scale_tril, 0, -2, -1)).sum(axis=-1) + 0.5 * d * (1 + LOG_2PI)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def covariance_matrix(self):
+        return self.scale_tril @ self.scale_tril.mT
 
 
 # -- Logistic -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 
 from .autograd import grad
 from .ops.arrays import diag_embed, tril
+from .ops.elementwise import unbroadcast
 from .tensor import Tensor, record
 
 
@@ -51,8 +52,9 @@ def solve(a, b):
 
 
 def solve_vjp(g, out, a, b):
-    gb = solve(a.mT, g)
-    return ((-(gb @ out.mT)) if a._requires_grad else None), (gb if b._requires_grad else None)
+    gb = solve(a.mT, g)   # batch axes broadcast between a and b: sum each gradient back to its own
+    return ((unbroadcast(-(gb @ out.mT), a.shape) if a._requires_grad else None),
+            (unbroadcast(gb, b.shape) if b._requires_grad else None))
 
 
 def slogdet(a):

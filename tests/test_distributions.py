@@ -330,3 +330,35 @@ def test_rsample_gradient_flows_and_sample_gradient_does_not():
 def test_log_mean_exp_is_stable():
     x = sg.tensor(np.array([[1000.0, -1000.0], [1000.0, -1000.0]]))
     np.testing.assert_allclose(log_mean_exp(x, axis=0).numpy(), [1000.0, -1000.0])
+
+
+def test_normal_cdf_and_icdf_match_scipy_and_invert_each_other():
+    from scipy import stats
+    d = sg.distributions.Normal(sg.tensor(np.array([0.5, -1.0])), sg.tensor(np.array([2.0, 0.3])))
+    x = np.array([1.3, -0.9])
+    np.testing.assert_allclose(d.cdf(sg.tensor(x)).numpy(), stats.norm(d.loc.numpy(), d.scale.numpy()).cdf(x),
+                               rtol=1e-12)
+    p = np.array([0.1, 0.8])
+    np.testing.assert_allclose(d.cdf(d.icdf(sg.tensor(p))).numpy(), p, rtol=1e-10)
+    from scratchgen.testing import check_gradients
+    check_gradients(lambda loc, v: sg.distributions.Normal(loc, sg.tensor(np.array([2.0, 0.3]))).cdf(v),
+                    np.array([0.5, -1.0]), x)
+
+
+def test_multivariate_normal_log_prob_sampling_and_gradients():
+    from scipy import stats
+    from scratchgen.testing import check_gradients
+    loc = np.array([0.5, -1.0, 2.0])
+    a = np.array([[2.0, 0.3, 0.1], [0.3, 1.0, -0.2], [0.1, -0.2, 0.5]])
+    x = np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 2.5]])
+    d = sg.distributions.MultivariateNormal(sg.tensor(loc), covariance_matrix=sg.tensor(a))
+    np.testing.assert_allclose(d.log_prob(sg.tensor(x)).numpy(), stats.multivariate_normal(loc, a).logpdf(x),
+                               rtol=1e-10)
+    assert d.entropy().item() == pytest.approx(stats.multivariate_normal(loc, a).entropy(), rel=1e-10)
+    draws = d.rsample((20000,), generator=sg.Generator(0)).numpy()
+    np.testing.assert_allclose(np.cov(draws.T), a, atol=0.06)
+    tril = np.linalg.cholesky(a)
+    check_gradients(lambda m, l: sg.distributions.MultivariateNormal(m, scale_tril=l).log_prob(sg.tensor(x)),
+                    loc, tril)
+    with pytest.raises(ValueError, match="exactly one"):
+        sg.distributions.MultivariateNormal(sg.tensor(loc))
