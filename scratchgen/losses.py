@@ -92,3 +92,25 @@ def gaussian_nll(input, target, var, full=False, eps=1e-6, reduction="mean"):
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
     return _reduce(loss, reduction)
+
+
+def nll_loss(log_probs, labels, reduction="mean"):
+    """The negative log-likelihood of integer labels under log-probabilities (N, C), as
+    torch.nn.functional.nll_loss (cross_entropy = nll_loss of log_softmax)."""
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    if log_probs.ndim != 2 or labels.shape != log_probs.shape[:1]:
+        raise ValueError(f"nll_loss: log_probs must be (N, C) and labels (N,), got {log_probs.shape} and {labels.shape}")
+    return _reduce(-take_along_axis(log_probs, labels[:, None], axis=1)[:, 0], reduction)
+
+
+def margin_ranking_loss(x1, x2, target, margin=0.0, reduction="mean"):
+    """max(0, -target (x1 - x2) + margin), target in {1, -1}."""
+    target = as_tensor(target, like=x1)
+    return _reduce(maximum(-target * (x1 - x2) + margin, 0.0), reduction)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, reduction="mean"):
+    """input where target is 1, max(0, margin - input) where it is -1."""
+    from .ops.elementwise import where
+    target = as_tensor(target, like=input)
+    return _reduce(where(target.data == 1, input, maximum(margin - input, 0.0)), reduction)

@@ -600,3 +600,25 @@ def test_matches_pytorch_when_available():
     np.testing.assert_allclose(got.data, ref.numpy(), rtol=1e-10, atol=1e-12)
     for nl, p in [("relu", None), ("leaky_relu", 0.3), ("tanh", None), ("selu", None)]:
         assert init.calculate_gain(nl, p) == pytest.approx(torch.nn.init.calculate_gain(nl, p))
+
+
+def test_more_activations_and_losses_match_their_definitions():
+    from scipy.special import expit
+    from scratchgen.nn import functional as F
+    from scratchgen.testing import check_gradients
+    x = np.array([[-2.0, -0.3, 0.4, 1.7]])
+    np.testing.assert_allclose(nn.SELU()(sg.tensor(x)).numpy(),
+                               1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)))
+    np.testing.assert_allclose(nn.Hardtanh(-0.5, 0.5)(sg.tensor(x)).numpy(), np.clip(x, -0.5, 0.5))
+    np.testing.assert_allclose(nn.Softsign()(sg.tensor(x)).numpy(), x / (1 + np.abs(x)))
+    np.testing.assert_allclose(nn.GLU()(sg.tensor(x)).numpy(), x[:, :2] * expit(x[:, 2:]))
+    for fn in (F.selu, F.softsign, F.glu):
+        check_gradients(fn, x)
+    logp = sg.log_softmax(sg.tensor(x), axis=1)
+    labels = np.array([2])
+    assert nn.NLLLoss()(logp, labels).item() == pytest.approx(sg.cross_entropy(sg.tensor(x), labels).item())
+    a, b = sg.tensor(np.array([1.0, 0.2])), sg.tensor(np.array([0.5, 0.4]))
+    np.testing.assert_allclose(F.margin_ranking_loss(a, b, np.array([1.0, 1.0]), margin=0.3,
+                                                     reduction="none").numpy(), [0.0, 0.5])
+    np.testing.assert_allclose(F.hinge_embedding_loss(a, np.array([1.0, -1.0]), reduction="none").numpy(),
+                               [1.0, 0.8])

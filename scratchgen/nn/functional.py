@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import backend
 from ..losses import (  # noqa: F401
-    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, gaussian_nll, mse_loss,
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, gaussian_nll, hinge_embedding_loss,
+    margin_ranking_loss, mse_loss, nll_loss,
 )
 from ..ops import elu, leaky_relu, log_softmax, logsigmoid, relu, sigmoid, softmax, softplus, tanh  # noqa: F401
 from ..ops.conv import (  # noqa: F401
@@ -148,3 +149,28 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest"):
 def upsample_nearest(x, size=None, scale_factor=None):
     """interpolate(x, size, scale_factor, mode='nearest') (torch's deprecated alias)."""
     return interpolate(x, size, scale_factor, mode="nearest")
+
+
+# -- more activations, composed from engine ops --------------------------------------------------
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805   # Klambauer et al. 2017
+
+
+def selu(x):
+    return elu(x, SELU_ALPHA) * SELU_SCALE
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    return x.clip(min_val, max_val)
+
+
+def softsign(x):
+    return x / (x.abs() + 1)
+
+
+def glu(x, dim=-1):
+    """a * sigmoid(b), for the two halves a, b of x along dim (Dauphin et al. 2017)."""
+    from ..ops.shape import split
+    if x.shape[dim] % 2:
+        raise ValueError(f"glu: axis {dim} of shape {x.shape} has odd length; it must split in halves")
+    a, b = split(x, 2, axis=dim)
+    return a * sigmoid(b)

@@ -46,3 +46,8 @@ class GaussianNLLLoss(_Loss):
 
     def forward(self, input, target, var):
         return L.gaussian_nll(input, target, var, full=self.full, eps=self.eps, reduction=self.reduction)
+
+
+class NLLLoss(_Loss):
+    def forward(self, log_probs, labels):
+        return L.nll_loss(log_probs, labels, reduction=self.reduction)
