@@ -43,7 +43,7 @@ def _topological_order(roots, targets=None):
 
 def _check_versions(t):
     for x in t._inputs:
-        if x._vjp is None and getattr(x, "_written", 0) > t._born:
+        if getattr(x, "_written", 0) > t._born:
             raise RuntimeError(
                 f"a tensor of shape {x.shape} that {_op_name(t)} saved for backward was modified in "
                 f"place (e.g. by optimizer.step()) after the forward pass: run backward before "

@@ -333,3 +333,33 @@ def test_in_place_writes_follow_torchs_rules_and_bump_the_version():
     with sg.no_grad():
         w.copy_(sg.tensor([3.0, 4.0])).fill_(0.0)
     assert w.data.tolist() == [0.0, 0.0]
+
+
+def test_setitem_inside_the_graph_sends_gradients_to_the_value_and_the_rest():
+    from scratchgen.testing import check_gradients
+
+    def fn(x, v):
+        y = x * 1.0
+        y[1:3] = v * 2.0
+        y[0] = y[3] ** 2        # reads the written tensor: the new node's gradient flows through
+        return y
+
+    check_gradients(fn, np.array([0.5, -1.0, 2.0, 3.0]), np.array([1.5, -0.5]))
+    y = sg.zeros(3)
+    v = sg.tensor(np.array(2.0), requires_grad=True)
+    y[1] = v * 3
+    y.sum().backward()
+    assert v.grad.item() == 3.0
+
+
+def test_setitem_rules_leaves_and_stale_graphs():
+    w = sg.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        w[0] = 5.0
+    with sg.no_grad():
+        w[0] = 5.0                      # allowed, as in PyTorch, and versioned
+    y = w * 1.0
+    z = (y * y).sum()                   # mul saved y
+    y[1] = 0.0
+    with pytest.raises(RuntimeError, match="modified in place"):
+        z.backward()

@@ -7,7 +7,7 @@ from .elementwise import *  # noqa: F401,F403
 from .math import *  # noqa: F401,F403
 from .arrays import *  # noqa: F401,F403
 from .arrays import clamp  # noqa: F401 - tensor bounds too
-from .index import getitem, scatter_add, take_along_axis, gather  # noqa: F401
+from .index import getitem, setitem, scatter_add, take_along_axis, gather  # noqa: F401
 from .matmul import matmul as matmul_op
 from .reduce import sum, mean, var, std, max, min, logsumexp, argmax, argmin  # noqa: F401
 from .shape import *  # noqa: F401,F403
@@ -43,7 +43,7 @@ _METHODS = {
     "__pow__": E.pow, "__rpow__": _swap(E.pow), "__neg__": E.neg,
     "__matmul__": matmul_op, "__rmatmul__": _swap(matmul_op),
     "__lt__": E.lt, "__le__": E.le, "__gt__": E.gt, "__ge__": E.ge, "__eq__": E.eq, "__ne__": E.ne,
-    "__getitem__": getitem, "__mod__": math.remainder, "__rmod__": _swap(math.remainder),
+    "__getitem__": getitem, "__setitem__": setitem, "__mod__": math.remainder, "__rmod__": _swap(math.remainder),
     "__floordiv__": math.floor_divide, "__rfloordiv__": _swap(math.floor_divide),
     "__abs__": E.abs, "__pos__": lambda x: x,
     # elementwise

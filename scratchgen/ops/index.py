@@ -57,3 +57,53 @@ def take_along_axis(x, indices, axis):
 
 
 gather = take_along_axis
+
+
+def setitem(x, index, value):
+    """`x[index] = value`, as PyTorch does it: outside the graph, a versioned in-place write;
+    inside it, x becomes the output of an op of its old self and value, so gradients flow to
+    both (zero to x's overwritten elements, the selected elements' gradient to value). A graph
+    that used x before the write refuses to backward through it (the version clock)."""
+    from ..grad_mode import _GradMode
+    from ..tensor import Versions, as_tensor, mark_written
+    index = _plain(index)
+    value = as_tensor(value, like=x)
+    tracked = _GradMode.enabled and (x._requires_grad or value._requires_grad)
+    if not tracked:
+        x.data[index] = value.data
+        mark_written([x])
+        return
+    if x._requires_grad and x._vjp is None:
+        raise RuntimeError("a leaf tensor that requires grad cannot be written in place (x[i] = v); "
+                           "write to a copy (y = x * 1), or under sg.no_grad()")
+    old = Tensor.__new__(Tensor)  # x as it was: the new op's first input
+    old.data, old.grad, old._vjp, old._inputs, old._args = x.data, None, x._vjp, x._inputs, x._args
+    old._requires_grad, old._born = x._requires_grad, x._born
+    _point_to(value, x, old)  # value may be computed from x (y[0] = y[3] ** 2): from x as it was
+    data = x.data.copy()
+    data[index] = value.data
+    Versions.writes += 1
+    x.data, x._vjp, x._inputs, x._args = data, setitem_vjp, (old, value), {"index": index}
+    x._requires_grad, x._born, x._written = True, Versions.writes, Versions.writes
+
+
+def setitem_vjp(g, out, old, value, *, index):
+    keep = g.xp.ones(g.shape, dtype=bool)
+    keep[index] = False
+    from .elementwise import unbroadcast, where
+    g_old = where(keep, g, 0.0) if old._requires_grad else None
+    g_value = unbroadcast(getitem(g, index), value.shape) if value._requires_grad else None
+    return g_old, g_value
+
+
+def _point_to(root, x, old):
+    """Make every node of root's graph that reads x read `old` instead."""
+    seen, stack = set(), [root]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or t is x:
+            continue
+        seen.add(id(t))
+        if any(i is x for i in t._inputs):
+            t._inputs = tuple(old if i is x else i for i in t._inputs)
+        stack.extend(t._inputs)
