@@ -20,6 +20,7 @@ from .ops import (  # noqa: F401
 )
 from .ops.math import *  # noqa: F401,F403 - tan ... remainder, and PyTorch's asin ... atan2
 from .ops.arrays import *  # noqa: F401,F403 - cumsum, diagonals, triangles, rolls, einsum, ...
+from .ops import prod, cumprod, cumsum  # noqa: F401,E402 - with dim= / keepdim= as well
 from .losses import (  # noqa: F401
     binary_cross_entropy_with_logits, binary_cross_entropy, mse_loss, cross_entropy, gaussian_nll,
 )

@@ -13,6 +13,10 @@ mats = hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=3, min_side=
 vecs = hnp.arrays(np.float64, st.integers(1, 5), elements=st.floats(-2, 2))
 
 CASES = [  # (name, scratchgen fn, NumPy fn)
+    ("prod", lambda t: sg.prod(t, axis=-1), lambda a: np.prod(a, axis=-1)),
+    ("prod-all", lambda t: sg.prod(t), lambda a: np.prod(a)),
+    ("prod-keep", lambda t: sg.prod(t, axis=(0, -1), keepdims=True), lambda a: np.prod(a, axis=(0, -1), keepdims=True)),
+    ("cumprod", lambda t: sg.cumprod(t, axis=-1), lambda a: np.cumprod(a, axis=-1)),
     ("cumsum", lambda t: sg.cumsum(t, axis=-1), lambda a: np.cumsum(a, axis=-1)),
     ("diff", lambda t: sg.diff(t, axis=-1), lambda a: np.diff(a, axis=-1)),
     ("diagonal", lambda t: sg.diagonal(t, 0, -2, -1), lambda a: np.diagonal(a, 0, -2, -1)),
@@ -86,3 +90,19 @@ def test_einsum_refuses_what_it_cannot_differentiate():
         sg.einsum("ij,jk", sg.ones(2, 2), sg.ones(2, 2))
     with pytest.raises(ValueError, match="repeated"):
         sg.einsum("ii->i", sg.ones(2, 2))
+
+
+def test_prod_gradient_with_zeros_is_the_product_of_the_others():
+    x = sg.tensor(np.array([0.0, 2.0, 3.0, 0.5]), requires_grad=True)
+    g, = sg.grad(sg.prod(x), [x])
+    np.testing.assert_allclose(g.numpy(), [3.0, 0.0, 0.0, 0.0])
+    check_gradients(lambda t: sg.prod(t), np.array([0.0, 2.0, 3.0]))
+
+
+def test_logsumexp_with_weights():
+    from scipy.special import logsumexp as ref
+    x, b = np.array([[0.5, 2.0, -1.0]]), np.array([[0.2, 0.0, 3.0]])
+    np.testing.assert_allclose(sg.logsumexp(sg.tensor(x), axis=1, b=sg.tensor(b)).numpy(), ref(x, axis=1, b=b))
+    check_gradients(lambda t: sg.logsumexp(t, axis=1, b=sg.tensor(b)), x)
+    with pytest.raises(ValueError, match=">= 0"):
+        sg.logsumexp(sg.tensor(x), b=sg.tensor(-b))

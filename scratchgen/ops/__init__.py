@@ -23,6 +23,7 @@ E = elementwise
 # PyTorch's dim=/keepdim= beside NumPy's axis=/keepdims= (scratchgen/torch_names.py)
 from ..torch_names import accept_dim as _dim, extreme as _extreme, variance as _variance  # noqa: E402
 sum, mean, logsumexp = _dim(reduce.sum), _dim(reduce.mean), _dim(reduce.logsumexp)
+prod, cumprod, cumsum = _dim(arrays.prod), _dim(arrays.cumprod), _dim(arrays.cumsum)
 argmax, argmin = _dim(reduce.argmax), _dim(reduce.argmin)
 var, std = _variance(reduce.var), _variance(reduce.std)
 max, min = _extreme(reduce.max, reduce.argmax), _extreme(reduce.min, reduce.argmin)
@@ -53,7 +54,7 @@ _METHODS = {
     "astype": E.astype, "maximum": E.maximum, "minimum": E.minimum,
     "matmul": matmul_op,
     **{name: getattr(math, name) for name in math.__all__},
-    **{name: getattr(arrays, name) for name in ("cumsum", "diff", "diagonal", "trace", "tril", "triu", "roll",
+    **{name: getattr(arrays, name) for name in ("prod", "cumprod", "cumsum", "diff", "diagonal", "trace", "tril", "triu", "roll",
                                                    "moveaxis", "rot90", "tile", "repeat_interleave", "sort",
                                                    "any", "all", "dot", "inner", "outer", "chunk")},
     "clamp": arrays.clamp, "clip": arrays.clamp,

@@ -36,6 +36,42 @@ def diff(x, n=1, axis=-1):
     return x
 
 
+def prod(x, axis=None, keepdims=False):
+    """The product over axes, by pairwise multiplication (a tree of depth log n): every element's
+    gradient is the product of the others, exact with zeros present and to every order."""
+    axes = normalize_axis(axis, x.ndim, "prod")
+    rest = [d for d in range(x.ndim) if d not in axes]
+    y = transpose(x, tuple(rest + list(axes))) if axes else x
+    out_shape = tuple(x.shape[d] for d in rest)
+    y = y.reshape(out_shape + (-1,)) if axes else y.reshape(out_shape + (1,))
+    from .index import getitem
+    from .shape import concatenate
+    while y.shape[-1] > 1:
+        n = y.shape[-1]
+        pairs = getitem(y, (..., slice(0, n - n % 2, 2))) * getitem(y, (..., slice(1, n - n % 2, 2)))
+        y = concatenate([pairs, getitem(y, (..., slice(n - 1, n)))], axis=-1) if n % 2 else pairs
+    if y.shape[-1] == 0:  # an empty product is 1
+        return Tensor(x.xp.ones(out_shape if not keepdims else tuple(
+            1 if d in axes else n for d, n in enumerate(x.shape)), dtype=x.dtype))
+    y = y.reshape(out_shape)
+    if keepdims:
+        y = y.reshape(tuple(1 if d in axes else n for d, n in enumerate(x.shape)))
+    return y
+
+
+def cumprod(x, axis=0):
+    """Running products along an axis, one multiplication per step (exact with zeros)."""
+    from .index import getitem
+    from .shape import stack
+    axis %= x.ndim
+    running, parts = None, []
+    for i in range(x.shape[axis]):
+        piece = getitem(x, (slice(None),) * axis + (i,))
+        running = piece if running is None else running * piece
+        parts.append(running)
+    return stack(parts, axis=axis) if parts else x * 1
+
+
 # -- diagonals and triangles ------------------------------------------------------------------------
 def diagonal(x, offset=0, axis1=0, axis2=1):
     """The diagonal of the (axis1, axis2) planes, on the last axis (np.diagonal)."""
@@ -280,6 +316,6 @@ def clamp(x, min=None, max=None):
     return x
 
 
-__all__ = ["cumsum", "diff", "diagonal", "trace", "diag", "diag_embed", "tril", "triu", "roll", "moveaxis",
+__all__ = ["prod", "cumprod", "cumsum", "diff", "diagonal", "trace", "diag", "diag_embed", "tril", "triu", "roll", "moveaxis",
            "rot90", "tile", "repeat_interleave", "vstack", "hstack", "chunk", "sort", "einsum", "outer",
            "inner", "dot", "tensordot", "kron", "any", "all", "linspace"]

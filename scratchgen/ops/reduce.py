@@ -96,8 +96,17 @@ def _shift(x, axes):
     return xp.where(xp.isfinite(m), m, 0)  # all -inf (or an inf) would give nan after shifting
 
 
-def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))), shifted by the max so it neither overflows nor underflows."""
+def logsumexp(x, axis=None, keepdims=False, b=None):
+    """log(sum(exp(x))), shifted by the max so it neither overflows nor underflows.
+    b: non-negative weights, log(sum(b * exp(x))) (scipy's b=), as logsumexp(x + log b)."""
+    if b is not None:
+        from .elementwise import log
+        from ..tensor import as_tensor
+        b = as_tensor(b, like=x)
+        if bool((b.data < 0).any()):
+            raise ValueError("logsumexp: weights b must be >= 0 (a signed sum has no real log)")
+        with np.errstate(divide="ignore"):
+            return logsumexp(x + log(b), axis, keepdims)
     xp = x.xp
     axes = normalize_axis(axis, x.ndim, "logsumexp")
     m = _shift(x, axes)
