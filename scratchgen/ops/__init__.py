@@ -57,7 +57,7 @@ _METHODS = {
     **{name: getattr(arrays, name) for name in ("prod", "cumprod", "cumsum", "diff", "diagonal", "trace", "tril", "triu", "roll",
                                                    "moveaxis", "rot90", "tile", "repeat_interleave", "sort",
                                                    "any", "all", "dot", "inner", "outer", "chunk")},
-    "clamp": arrays.clamp, "clip": arrays.clamp,
+    "clamp": arrays.clamp, "clip": arrays.clamp, "prod": prod, "cumprod": cumprod, "cumsum": cumsum,
     # reductions
     "sum": sum, "mean": mean, "var": var, "std": std, "max": max,
     "min": min, "logsumexp": logsumexp, "argmax": argmax, "argmin": argmin,
