@@ -10,6 +10,7 @@ collection of matrix derivative results"; Murray 2016 for the Cholesky factor):
     det       d = det A             gA = g d A^-T
     cholesky  A = L L^T             gA = sym(L^-T Phi(L^T gL) L^-1), Phi: lower triangle, half diagonal
     eigh      A = V diag(w) V^T     gA = sym(V (diag(gw) + F o (V^T gV)) V^T),  F_ij = 1 / (w_j - w_i)
+    svd       A = U diag(s) V^T     Townsend 2016, F_ij = 1 / (s_j^2 - s_i^2); pinv composed from it
 
 Failure modes, documented rather than silent: inv, solve, slogdet and det of a singular matrix
 raise NumPy's LinAlgError (slogdet returns sign 0 and -inf forward, but its gradient then needs
@@ -107,6 +108,67 @@ def eigh_vectors_vjp(g, out, a):
     off = Tensor(w.xp.asarray(1 - np.eye(n), dtype=w.dtype))
     f = off / (gaps + Tensor(w.xp.asarray(np.eye(n), dtype=w.dtype)))   # 0 on the diagonal
     return (_sym(v @ (f * (v.mT @ g)) @ v.mT),)
+
+
+def svd(a):
+    """Thin SVD (U, S, Vh) with A = U diag(S) Vh. Gradients (Townsend 2016) are exact for
+    distinct non-zero singular values; where two coincide, F below divides by zero and the
+    gradient carries infinities (as eigh's does), never a wrong finite number."""
+    u, sv, vh = _np(a).svd(a.data, full_matrices=False)
+    return (record(u, svd_u_vjp, (a,)), record(sv, svd_s_vjp, (a,)), record(vh, svd_vh_vjp, (a,)))
+
+
+def _svd_terms(a):
+    u, sv, vh = svd(a)       # through the engine: the rules are themselves differentiable
+    k = sv.shape[-1]
+    eye = Tensor(sv.xp.asarray(np.eye(k), dtype=sv.dtype))
+    s2 = sv * sv
+    f = (1 - eye) / (s2.unsqueeze(-2) - s2.unsqueeze(-1) + eye)      # 1 / (s_j^2 - s_i^2), 0 on the diagonal
+    return u, sv, vh.mT, f, eye
+
+
+def svd_s_vjp(g, out, a):
+    u, sv, v, f, eye = _svd_terms(a)
+    return (u @ diag_embed(g) @ v.mT,)
+
+
+def svd_u_vjp(g, out, a):
+    u, sv, v, f, eye = _svd_terms(a)
+    s = diag_embed(sv)
+    inner = f * (u.mT @ g - g.mT @ u)
+    m = u.shape[-2]
+    proj = Tensor(u.xp.asarray(np.eye(m), dtype=u.dtype)) - u @ u.mT
+    return (u @ (inner @ s) @ v.mT + proj @ g @ diag_embed(1 / sv) @ v.mT,)
+
+
+def svd_vh_vjp(g, out, a):
+    u, sv, v, f, eye = _svd_terms(a)
+    gv = g.mT
+    s = diag_embed(sv)
+    inner = f * (v.mT @ gv - gv.mT @ v)
+    n = v.shape[-2]
+    proj = Tensor(v.xp.asarray(np.eye(n), dtype=v.dtype)) - v @ v.mT
+    return (u @ (s @ inner) @ v.mT + u @ diag_embed(1 / sv) @ gv.mT @ proj,)
+
+
+def pinv(a):
+    """The Moore-Penrose pseudo-inverse V diag(1/S) U^T (full-rank inputs; no cut-off)."""
+    u, sv, vh = svd(a)
+    return vh.mT @ diag_embed(1 / sv) @ u.mT
+
+
+def qr(a):
+    """(Q, R), reduced, as numpy.linalg.qr; forward only (its gradient is not implemented)."""
+    q, r = _np(a).qr(a.data)
+    return Tensor(q), Tensor(r)
+
+
+def lu(a):
+    """(P, L, U) with A = P L U (scipy.linalg.lu), as constants: Glow's 1x1 convolution takes its
+    LU parameterization from it at initialisation and learns L and U from there."""
+    import scipy.linalg
+    p, l, u = scipy.linalg.lu(np.asarray(a.data))
+    return Tensor(p.astype(a.dtype)), Tensor(l.astype(a.dtype)), Tensor(u.astype(a.dtype))
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
