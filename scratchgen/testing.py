@@ -43,6 +43,23 @@ def elements(domain="real"):
     return magnitude
 
 
+def edge_elements():
+    """Values where formulas meet their edges: exact zeros, ties (a few repeated values), and
+    ordinary reals between them."""
+    return st.one_of(st.sampled_from([0.0, 1.0, -1.0, 0.5]), st.floats(-3.0, 3.0, allow_nan=False))
+
+
+@st.composite
+def edge_arrays(draw, min_dims=0, max_dims=3, max_side=3, dtypes=(np.float64,)):
+    """Arrays at the edges: empty and size-1 axes, 0-d, exact zeros and ties; with integer
+    dtypes in `dtypes`, integer arrays too."""
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=0, max_side=max_side))
+    dtype = draw(st.sampled_from(dtypes))
+    if np.dtype(dtype).kind in "iu":
+        return draw(hnp.arrays(dtype, shape, elements=st.integers(0, 3)))
+    return draw(hnp.arrays(dtype, shape, elements=edge_elements()))
+
+
 def arrays(shape, domain="real"):
     return hnp.arrays(np.float64, shape, elements=elements(domain))
 

@@ -80,3 +80,47 @@ def test_softmax_promotes_integer_input_to_float(dtype):
 
 def test_softmax_of_an_empty_tensor_is_empty():
     assert sg.softmax(sg.tensor(np.zeros((0, 4)))).shape == (0, 4)
+
+
+# -- every reduction at the edges: NumPy's values, and finite gradients where the value is finite --
+from scratchgen.testing import edge_arrays  # noqa: E402
+
+REDUCTIONS = [
+    ("sum", lambda t, a: sg.sum(t, axis=a), lambda x, a: np.sum(x, axis=a)),
+    ("mean", lambda t, a: sg.mean(t, axis=a), lambda x, a: np.mean(x, axis=a)),
+    ("var", lambda t, a: sg.var(t, axis=a), lambda x, a: np.var(x, axis=a)),
+    ("std", lambda t, a: sg.std(t, axis=a), lambda x, a: np.std(x, axis=a)),
+    ("logsumexp", lambda t, a: sg.logsumexp(t, axis=a), None),
+    ("prod", lambda t, a: sg.prod(t, axis=a), lambda x, a: np.prod(x, axis=a)),
+    ("max", lambda t, a: sg.max(t, axis=a), lambda x, a: np.max(x, axis=a)),
+    ("softmax", lambda t, a: sg.softmax(t, axis=a), None),
+]
+
+
+@pytest.mark.parametrize("name,ours,ref", REDUCTIONS, ids=[r[0] for r in REDUCTIONS])
+@settings(max_examples=40, deadline=None)
+@given(x=edge_arrays(min_dims=1), data=st.data())
+def test_reductions_at_the_edges(name, ours, ref, x, data):
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    empty = x.shape[axis] == 0
+    if empty and name in ("max", "mean", "var", "std"):
+        return  # NumPy refuses or warns: nothing to compare
+    if name == "softmax" and x.size == 0:
+        return
+    t = sg.tensor(x, requires_grad=True)
+    with np.errstate(all="ignore"):
+        out = ours(t, axis)
+    if ref is not None:
+        np.testing.assert_allclose(out.detach().numpy(), ref(x, axis), rtol=1e-10, atol=1e-12)
+    if x.size and np.isfinite(out.data).all():
+        g, = sg.grad(out.sum(), [t])
+        assert np.isfinite(g.numpy()).all(), f"{name}: non-finite gradient at {x!r}, axis {axis}"
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_])
+def test_integer_inputs_to_float_ops_promote_or_refuse_clearly(dtype):
+    x = sg.tensor(np.array([[1, 0], [1, 1]], dtype=dtype))
+    assert sg.softmax(x, axis=1).dtype.kind == "f"
+    assert sg.log_softmax(x, axis=1).dtype.kind == "f"
+    with pytest.raises(TypeError, match="floating"):
+        sg.tensor(np.array([1, 2], dtype=dtype), requires_grad=True)

@@ -43,7 +43,8 @@ def prod(x, axis=None, keepdims=False):
     rest = [d for d in range(x.ndim) if d not in axes]
     y = transpose(x, tuple(rest + list(axes))) if axes else x
     out_shape = tuple(x.shape[d] for d in rest)
-    y = y.reshape(out_shape + (-1,)) if axes else y.reshape(out_shape + (1,))
+    length = int(np.prod([x.shape[d] for d in axes])) if axes else 1
+    y = y.reshape(out_shape + (length,))
     from .index import getitem
     from .shape import concatenate
     while y.shape[-1] > 1:
