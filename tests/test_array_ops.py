@@ -106,3 +106,9 @@ def test_logsumexp_with_weights():
     check_gradients(lambda t: sg.logsumexp(t, axis=1, b=sg.tensor(b)), x)
     with pytest.raises(ValueError, match=">= 0"):
         sg.logsumexp(sg.tensor(x), b=sg.tensor(-b))
+
+
+def test_tensor_repeat_tiles_as_in_torch():
+    x = sg.tensor(np.array([[1.0, 2.0]]))
+    np.testing.assert_array_equal(x.repeat(2, 2).numpy(), np.tile(x.numpy(), (2, 2)))
+    np.testing.assert_array_equal(x.repeat((3, 1)).numpy(), np.tile(x.numpy(), (3, 1)))

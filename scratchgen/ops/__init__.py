@@ -57,6 +57,8 @@ _METHODS = {
     **{name: getattr(arrays, name) for name in ("prod", "cumprod", "cumsum", "diff", "diagonal", "trace", "tril", "triu", "roll",
                                                    "moveaxis", "rot90", "tile", "repeat_interleave", "sort",
                                                    "any", "all", "dot", "inner", "outer", "chunk")},
+    "repeat": lambda x, *sizes: arrays.tile(x, sizes[0] if len(sizes) == 1 and isinstance(sizes[0], (tuple, list))
+                                            else sizes),  # torch's Tensor.repeat = np.tile
     "clamp": arrays.clamp, "clip": arrays.clamp, "prod": prod, "cumprod": cumprod, "cumsum": cumsum,
     # reductions
     "sum": sum, "mean": mean, "var": var, "std": std, "max": max,
