@@ -500,3 +500,21 @@ def test_gradient_penalty_through_conv_critic_matches_finite_differences():
         analytic = np.zeros(p.size) if p.grad is None else p.grad.numpy().reshape(-1)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
     assert ws[0].grad is not None and np.abs(ws[0].grad.numpy()).max() > 1e-3
+
+
+def test_conv2d_takes_uneven_padding_as_top_bottom_left_right():
+    """padding=(top, bottom, left, right) is conv2d of the zero-padded input, values and gradients
+    (the causal convolutions of the Gated PixelCNN use it)."""
+    from scratchgen.ops.shape import pad
+    rng = np.random.default_rng(0)
+    x = sg.tensor(rng.standard_normal((2, 3, 5, 4)), requires_grad=True)
+    w = sg.tensor(rng.standard_normal((2, 3, 2, 3)), requires_grad=True)
+    b = sg.tensor(rng.standard_normal(2), requires_grad=True)
+    sides = (1, 0, 2, 1)
+    ours = sg.conv2d(x, w, b, padding=sides)
+    padded = sg.conv2d(pad(x, ((0, 0), (0, 0), sides[:2], sides[2:])), w, b)
+    np.testing.assert_allclose(ours.detach().numpy(), padded.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert sg.gradcheck(lambda x, w, b: sg.conv2d(x, w, b, padding=sides), (x, w, b))
+    assert sg.gradgradcheck(lambda x, w, b: sg.conv2d(x, w, b, padding=sides), (x, w, b))
+    with pytest.raises(ValueError, match=r"must be ints >= 0"):
+        sg.conv2d(x, w, padding=(1, -1, 0, 0))

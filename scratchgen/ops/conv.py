@@ -51,9 +51,15 @@ def _pair(value, name, op, minimum=1):
     return pair
 
 
-def _padding(padding, kernel, dilation, stride, op):
+def _padding(padding, kernel, dilation, stride, op, sides=False):
     """Padding as (top, bottom, left, right). 'same' (stride 1 only) pads d*(k-1) in all, the odd
-    element at the bottom/right, as PyTorch; 'valid' is no padding."""
+    element at the bottom/right, as PyTorch; 'valid' is no padding. With `sides`, a 4-tuple is taken
+    as it is: a causal convolution pads on one side only, and padding inside the im2col copy saves
+    a separate padded copy of the input (and of its gradient)."""
+    if sides and isinstance(padding, (tuple, list)) and len(padding) == 4:
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in padding):
+            raise ValueError(f"{op}: padding (top, bottom, left, right) must be ints >= 0, got {padding!r}")
+        return tuple(int(v) for v in padding)
     if isinstance(padding, str):
         if padding == "valid":
             return (0, 0, 0, 0)
@@ -236,7 +242,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation, as torch.nn.functional.conv2d.
 
     x (N, C_in, H, W) or (C_in, H, W); weight (C_out, C_in/groups, kh, kw); bias (C_out,) or None.
-    stride, dilation: int or (h, w); padding: int, (h, w), 'same' (stride 1) or 'valid'.
+    stride, dilation: int or (h, w); padding: int, (h, w), 'same' (stride 1), 'valid', or
+    (top, bottom, left, right) for uneven zero padding (causal convolutions).
     Output (N, C_out, out_h, out_w), out_h = (H + 2*pad_h - dilation_h*(kh - 1) - 1) // stride_h + 1.
     """
     op = "conv2d"
@@ -253,7 +260,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     _check_bias(op, bias, c_out)
     kernel = (kh, kw)
     stride, dilation = _pair(stride, "stride", op), _pair(dilation, "dilation", op)
-    padding = _padding(padding, kernel, dilation, stride, op)
+    padding = _padding(padding, kernel, dilation, stride, op, sides=True)
     _check_fits(op, x.shape, kernel, dilation, padding)
     win = _window((h, w), kernel, dilation, padding, stride)
     oh, ow = win.blocks
