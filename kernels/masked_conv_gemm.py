@@ -86,6 +86,12 @@ def _over_images(n, work, run):
         return list(_POOLS[workers].map(run, bounds[:-1], bounds[1:]))
 
 
+def _pointwise(k, geo):
+    """A 1x1 kernel at stride 1 without padding: its column matrix is x itself (the centre tap), so
+    no padded copy and no im2col are needed."""
+    return k == 1 and geo.sh == geo.sw == 1 and geo.ph == geo.pw == 0
+
+
 def forward(x, w, bias, mask_type, d, geo):
     n, c_in = x.shape[:2]
     c_out, _, k, _ = w.shape
@@ -95,17 +101,21 @@ def forward(x, w, bias, mask_type, d, geo):
     groups = centre_groups(c_out, c_in, mask_type, d)
     corners = taps + [(p, p)] if max(n_in for _, _, n_in in groups) > 0 else taps
     wm = _weight_matrix(w, mask_type, d)
-    xpad = pad(x, geo)
+    pointwise = _pointwise(k, geo)
+    xpad = None if pointwise else pad(x, geo)
     pixels = geo.ho * geo.wo
     y = np.empty((n, c_out, pixels), x.dtype)
     m = _chunk(n, t_in + c_in, pixels)
 
     def images(start, stop):
-        cols = np.empty((min(m, stop - start), len(taps) + 1, c_in, geo.ho, geo.wo), x.dtype)
+        cols = None if pointwise else np.empty((min(m, stop - start), len(taps) + 1, c_in, geo.ho, geo.wo), x.dtype)
         for s in range(start, stop, m):
             e = min(stop, s + m)
-            _im2col(cols[:e - s], xpad[s:e], corners, geo)
-            flat = cols[:e - s].reshape(e - s, -1, pixels)
+            if pointwise:
+                flat = x[s:e].reshape(e - s, c_in, pixels)
+            else:
+                _im2col(cols[:e - s], xpad[s:e], corners, geo)
+                flat = cols[:e - s].reshape(e - s, -1, pixels)
             for o0, o1, n_in in groups:
                 np.matmul(wm[o0:o1, :t_in + n_in], flat[:, :t_in + n_in], out=y[s:e, o0:o1])
             if bias is not None:
@@ -123,8 +133,19 @@ def weight_grad(x, g, k, mask_type, d, geo):
     t_in = len(taps) * c_in
     groups = centre_groups(c_out, c_in, mask_type, d)
     corners = taps + [(p, p)] if max(n_in for _, _, n_in in groups) > 0 else taps
-    xpad = pad(x, geo)
     pixels = geo.ho * geo.wo
+    if _pointwise(k, geo):   # dW = sum over images of g x^T: no columns to build
+        x3, g3 = x.reshape(n, c_in, pixels), g.reshape(n, c_out, pixels)
+
+        def products(start, stop):
+            return np.matmul(g3[start:stop], x3[start:stop].transpose(0, 2, 1)).sum(axis=0)
+
+        full = sum(_over_images(n, macs(n, c_out, c_in, pixels, k), products))
+        gw = np.zeros((c_out, c_in, 1, 1), x.dtype)
+        for o0, o1, n_in in groups:
+            gw[o0:o1, :n_in, 0, 0] = full[o0:o1, :n_in]
+        return gw
+    xpad = pad(x, geo)
     m = _chunk(n, t_in + c_in, pixels)
 
     def images(start, stop):
@@ -155,9 +176,28 @@ def input_grad(g, w, mask_type, d, geo):
     """The adjoint of the forward, in whichever form moves less memory: for PixelCNN's geometry with
     C_in >= C_out, im2col of g (a copy of g's columns); else col2im (an add of C_in-channel columns:
     the first layer, C_in = 1; and every stride and padding)."""
+    if _pointwise(w.shape[-1], geo):
+        return _input_grad_pointwise(g, w, mask_type, d)
     if geo.pixelcnn and w.shape[1] >= w.shape[0]:
         return _input_grad_im2col(g, w, mask_type, d)
     return _input_grad_col2im(g, w, mask_type, d, geo)
+
+
+def _input_grad_pointwise(g, w, mask_type, d):
+    """A 1x1 kernel: dx = W^T g per image, by the centre's channel blocks."""
+    n, c_out, h, wd = g.shape
+    c_in = w.shape[1]
+    g3 = g.reshape(n, c_out, h * wd)
+    gx = np.zeros((n, c_in, h * wd), g.dtype)
+    w2 = w[:, :, 0, 0]
+
+    def images(start, stop):
+        for c0, c1, o_start in centre_groups_t(c_out, c_in, mask_type, d):
+            if o_start < c_out:
+                np.matmul(w2[o_start:, c0:c1].T, g3[start:stop, o_start:], out=gx[start:stop, c0:c1])
+
+    _over_images(n, macs(n, c_out, c_in, h * wd, 1), images)
+    return gx.reshape(n, c_in, h, wd)
 
 
 def _input_grad_im2col(g, w, mask_type, d):
