@@ -252,6 +252,10 @@ def cmd_train(args):
     _check_device(cfg.get("device"))
     _limit_threads(args, spec)
     data_source = _describe_data(spec)
+    if args.resume and config.get("data_source") and config["data_source"] != data_source:
+        raise CLIError(f"this run trained on {config['data_source']!r}, but the data found now is "
+                       f"{data_source!r}: resume with the same data (--data DIR or $SCRATCHGEN_DATA as "
+                       f"before), or start a new run")
     _say(f"model: {args.model} ({spec.description})")
     _say(f"data: {data_source}")
     _say(f"output: {os.path.abspath(out)}")

@@ -81,9 +81,9 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys, a
             raise KeyboardInterrupt
         return real_save(path, model, *args, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(checkpoint, "save_checkpoint", dying_save)
-    assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(crashed)] + flags) == 130
-    monkeypatch.undo()
+    with monkeypatch.context() as crash:
+        crash.setattr(checkpoint, "save_checkpoint", dying_save)
+        assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(crashed)] + flags) == 130
     assert "--resume" in capsys.readouterr().err
     # the crash came while saving epoch 2 (best.npz, then its line, then checkpoint.npz): at most
     # that line is there, and the resume cuts it off and writes it again
@@ -306,12 +306,11 @@ def test_resume_restores_training_state_outside_model_and_optimizer(tmp_path, mo
     import scratchgen.data
     rows = (np.random.default_rng(0).random((200, 784)) < 0.3).astype(np.float32)
     stand_in = lambda split, *a, **k: rows  # noqa: E731 - MADE's binarized MNIST, small
-    monkeypatch.setattr(scratchgen.data, "load_binarized_mnist", stand_in)
+    monkeypatch.setattr(scratchgen.data, "load_binarized", stand_in)
     assert cli.main(["train", model, "--epochs", "3", "--out", str(straight)] + flags) == 0
-    _crash_at_epoch(monkeypatch, 2)
-    assert cli.main(["train", model, "--epochs", "3", "--out", str(crashed)] + flags) == 130
-    monkeypatch.undo()
-    monkeypatch.setattr(scratchgen.data, "load_binarized_mnist", stand_in)
+    with monkeypatch.context() as crash:
+        _crash_at_epoch(crash, 2)
+        assert cli.main(["train", model, "--epochs", "3", "--out", str(crashed)] + flags) == 130
     assert cli.main(["train", model, "--out", str(crashed), "--resume", "--no-progress"]) == 0
     a, b = jsonl(straight / "metrics.jsonl"), jsonl(crashed / "metrics.jsonl")
     assert [r["epoch"] for r in b] == [1, 2, 3]
@@ -353,3 +352,15 @@ def test_made_says_which_binarized_mnist_it_trains_on(tmp_path, monkeypatch):
     for split in ("train", "valid", "test"):
         (folder / f"binarized_mnist_{split}.amat").write_text("0 1\n")
     assert create("made").describe_data().startswith("binarized MNIST (Larochelle's")
+
+
+def test_resume_refuses_data_other_than_the_run_trained_on(run_dir, tmp_path, monkeypatch, capsys):
+    import shutil
+    out = tmp_path / "moved"
+    shutil.copytree(run_dir, out)      # trained on the bundled subset
+    fake = tmp_path / "data" / "mnist"
+    fake.mkdir(parents=True)
+    (fake / "train-images-idx3-ubyte").write_bytes(b"")
+    monkeypatch.setenv("SCRATCHGEN_DATA", str(tmp_path / "data"))
+    assert cli.main(["train", "mlp", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 1
+    assert "resume with the same data" in capsys.readouterr().err
