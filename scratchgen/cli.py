@@ -304,8 +304,12 @@ def cmd_train(args):
                  extra_state=lambda: {"spec": spec.training_state(model)})
     train_time = time.perf_counter() - t_start
 
-    # The model now holds the best epoch's weights: report the test split once.
-    test_metrics = spec.evaluate(model, "test")
+    # The model now holds the best epoch's weights: report the test split once, in eval mode
+    # (dropout off, batch norm on its running statistics) and without building a graph.
+    from .grad_mode import no_grad
+    model.eval()
+    with no_grad():
+        test_metrics = spec.evaluate(model, "test")
     results = {"model": args.model, "best_epoch": stopper.best_epoch, "monitor": metric,
                f"best_{metric}": stopper.best, "epochs_run": result.last_epoch,
                "stopped_early": result.stopped_early, **test_metrics,
@@ -357,7 +361,9 @@ def cmd_evaluate(args):
     t0 = time.perf_counter()
     if args.limit_eval:
         _say(f"scoring the first {args.limit_eval} examples of the {args.split} split")
-    metrics = spec.evaluate(model, args.split)
+    from .grad_mode import no_grad
+    with no_grad():
+        metrics = spec.evaluate(model, args.split)
     for k, v in metrics.items():
         _say(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}")
     _say(f"({time.perf_counter() - t0:.1f}s)")

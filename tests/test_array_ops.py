@@ -112,3 +112,13 @@ def test_tensor_repeat_tiles_as_in_torch():
     x = sg.tensor(np.array([[1.0, 2.0]]))
     np.testing.assert_array_equal(x.repeat(2, 2).numpy(), np.tile(x.numpy(), (2, 2)))
     np.testing.assert_array_equal(x.repeat((3, 1)).numpy(), np.tile(x.numpy(), (3, 1)))
+
+
+def test_unbind_and_tensor_split_match_numpy():
+    x = np.arange(14.0).reshape(7, 2)
+    assert [p.numpy().tolist() for p in sg.unbind(sg.tensor(x), axis=1)] == [x[:, 0].tolist(), x[:, 1].tolist()]
+    for spec in (3, [2, 5]):
+        ours = [p.numpy() for p in sg.tensor_split(sg.tensor(x), spec)]
+        for a, b in zip(ours, np.array_split(x, spec)):
+            np.testing.assert_array_equal(a, b)
+    check_gradients(lambda t: sg.unbind(t, 0)[1] * 2, x[:3])

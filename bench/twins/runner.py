@@ -219,8 +219,9 @@ def run(twin, args, log=print):
     train_time = time.perf_counter() - t_start
     if best_state is not None:
         model.load_state_dict(best_state)
-    # As cmd_train: the test split right after fit (which left the model in train mode).
+    # As cmd_train: the test split right after fit, in eval mode and without a graph.
     t_test = time.perf_counter()
+    model.eval()
     with torch.no_grad():
         test_metrics = {k: _item(v) for k, v in twin.evaluate(model, "test").items()}
     t_pictures = time.perf_counter()

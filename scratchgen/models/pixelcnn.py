@@ -309,8 +309,10 @@ class BinarizedMNISTAutoregressiveSpec(ModelSpec):
 
     @no_grad()
     def evaluate(self, model, split, batch=500):
+        from ..progress import progress
         x = self._split(split)
-        total = sum(float(model.nll(x[i:i + batch]).sum().item()) for i in range(0, len(x), batch))
+        chunks = progress(range(0, len(x), batch), total=-(-len(x) // batch), desc=f"{split} NLL")
+        total = sum(float(model.nll(x[i:i + batch]).sum().item()) for i in chunks)
         return {f"{split}_nll": total / len(x)}
 
     def sample(self, model, n, path):

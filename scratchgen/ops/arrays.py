@@ -206,6 +206,26 @@ def chunk(x, chunks, axis=0):
     return split(x, [min(size, n - start) for start in range(0, n, size)], axis)
 
 
+def unbind(x, axis=0):
+    """The slices along an axis, that axis removed (torch.unbind)."""
+    from .index import getitem
+    return tuple(getitem(x, (slice(None),) * (axis % x.ndim) + (i,)) for i in range(x.shape[axis]))
+
+
+def tensor_split(x, sections, axis=0):
+    """np.array_split / torch.tensor_split: `sections` parts as equal as possible (the first ones
+    one longer), or the parts between the given indices."""
+    from .shape import split
+    n = x.shape[axis]
+    if isinstance(sections, int):
+        base, extra = divmod(n, sections)
+        sizes = [base + (i < extra) for i in range(sections)]
+    else:
+        edges = [0] + [min(max(int(i), 0), n) for i in sections] + [n]
+        sizes = [max(0, b - a) for a, b in zip(edges[:-1], edges[1:])]
+    return split(x, sizes, axis)
+
+
 # -- sorting ----------------------------------------------------------------------------------------
 def sort(x, axis=-1, descending=False):
     """(values, indices): the gradient flows to the elements where they came from."""
@@ -318,5 +338,5 @@ def clamp(x, min=None, max=None):
 
 
 __all__ = ["prod", "cumprod", "cumsum", "diff", "diagonal", "trace", "diag", "diag_embed", "tril", "triu", "roll", "moveaxis",
-           "rot90", "tile", "repeat_interleave", "vstack", "hstack", "chunk", "sort", "einsum", "outer",
+           "rot90", "tile", "repeat_interleave", "vstack", "hstack", "chunk", "unbind", "tensor_split", "sort", "einsum", "outer",
            "inner", "dot", "tensordot", "kron", "any", "all", "linspace"]
