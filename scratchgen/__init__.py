@@ -1,5 +1,6 @@
 """scratchgen: deep generative models on a from-scratch autograd engine."""
 from . import threads  # first: the thread policy must be in place before BLAS or Numba start threads
+from . import allocator  # noqa: F401 - array-sized blocks stay in the heap for reuse
 from .tensor import Tensor, tensor, float32, float64, int64, int32, bool_
 from .grad_mode import no_grad, enable_grad, set_grad_enabled, is_grad_enabled
 from .autograd import grad

@@ -81,3 +81,14 @@ def test_the_cli_rejects_bad_thread_counts_without_a_traceback(capsys, monkeypat
     monkeypatch.setenv("SCRATCHGEN_THREADS", "lots")
     assert main(["train", "gan_toy", "--epochs", "1"]) == 1
     assert "SCRATCHGEN_THREADS" in capsys.readouterr().err
+
+
+def test_the_allocator_settings_apply_on_glibc_and_yield_to_the_users():
+    import platform
+    code = "import scratchgen.allocator as a; print(a.applied)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert out.strip() == str(expected)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == "False"
