@@ -21,3 +21,24 @@ def cp():
         pytest.skip("no CuPy with a usable CUDA device (or SCRATCHGEN_TEST_GPU=0)")
     import cupy
     return cupy
+
+
+@pytest.fixture
+def crash_while_saving(monkeypatch):
+    """crash_while_saving(n): a context in which saving the checkpoint of epoch n raises
+    KeyboardInterrupt, as a kill at that moment would; outside it, saving works again."""
+    import contextlib
+
+    from scratchgen import checkpoint
+    real_save = checkpoint.save_checkpoint
+
+    @contextlib.contextmanager
+    def crash(n):
+        def dying_save(path, model, *args, epoch=0, **kwargs):
+            if epoch == n:
+                raise KeyboardInterrupt
+            return real_save(path, model, *args, epoch=epoch, **kwargs)
+        with monkeypatch.context() as m:
+            m.setattr(checkpoint, "save_checkpoint", dying_save)
+            yield
+    return crash

@@ -68,21 +68,13 @@ def test_sample_and_evaluate(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("averaging", [[], ["--set", "ema=0.9"]], ids=["live", "ema"])
-def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys, averaging):
+def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys, averaging, crash_while_saving):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     flags = TINY + averaging
     assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(straight)] + flags) == 0
 
     # Kill the second run while it saves epoch 2: its checkpoint stays at epoch 1.
-    real_save = checkpoint.save_checkpoint
-
-    def dying_save(path, model, *args, epoch=0, **kwargs):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_save(path, model, *args, epoch=epoch, **kwargs)
-
-    with monkeypatch.context() as crash:
-        crash.setattr(checkpoint, "save_checkpoint", dying_save)
+    with crash_while_saving(2):
         assert cli.main(["train", "mlp", "--epochs", "2", "--out", str(crashed)] + flags) == 130
     assert "--resume" in capsys.readouterr().err
     # the crash came while saving epoch 2 (best.npz, then its line, then checkpoint.npz): at most
@@ -283,22 +275,12 @@ def test_a_run_clears_temporary_files_a_killed_run_left(tmp_path):
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
 
 
-def _crash_at_epoch(monkeypatch, n):
-    real_save = checkpoint.save_checkpoint
-
-    def dying_save(path, model, *args, epoch=0, **kwargs):
-        if epoch == n:
-            raise KeyboardInterrupt
-        return real_save(path, model, *args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(checkpoint, "save_checkpoint", dying_save)
-
-
 @pytest.mark.parametrize("model,settings", [
     ("made", ["--set", "num_masks=3", "--set", "hidden=[32]", "--set", "resample_every=2"]),
     ("vae", ["--set", "binarization=dynamic", "--set", "hidden=[32]", "--set", "latent=4"]),
 ], ids=["made-masks", "vae-dynamic"])
-def test_resume_restores_training_state_outside_model_and_optimizer(tmp_path, monkeypatch, model, settings):
+def test_resume_restores_training_state_outside_model_and_optimizer(tmp_path, monkeypatch, model, settings,
+                                                                      crash_while_saving):
     """MADE's mask schedule and the VAE's binarization noise live in the spec, not the model: the
     checkpoint carries them, so a resumed run matches an uninterrupted one bit for bit."""
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
@@ -308,8 +290,7 @@ def test_resume_restores_training_state_outside_model_and_optimizer(tmp_path, mo
     stand_in = lambda split, *a, **k: rows  # noqa: E731 - MADE's binarized MNIST, small
     monkeypatch.setattr(scratchgen.data, "load_binarized", stand_in)
     assert cli.main(["train", model, "--epochs", "3", "--out", str(straight)] + flags) == 0
-    with monkeypatch.context() as crash:
-        _crash_at_epoch(crash, 2)
+    with crash_while_saving(2):
         assert cli.main(["train", model, "--epochs", "3", "--out", str(crashed)] + flags) == 130
     assert cli.main(["train", model, "--out", str(crashed), "--resume", "--no-progress"]) == 0
     a, b = jsonl(straight / "metrics.jsonl"), jsonl(crashed / "metrics.jsonl")

@@ -59,24 +59,15 @@ def test_train_sample_evaluate_on_a_fresh_install(model, fresh, monkeypatch, cap
 
 
 @pytest.mark.parametrize("model", available())
-def test_resume_after_a_crash_is_bit_exact_for_every_model(model, fresh, tmp_path, monkeypatch):
+def test_resume_after_a_crash_is_bit_exact_for_every_model(model, fresh, tmp_path, monkeypatch, crash_while_saving):
     """Killed while saving epoch 2, then resumed: the same metrics, to the last bit, as a run that
     was never interrupted (RNG streams, data order, mask schedules, schedulers, averages)."""
-    from scratchgen import checkpoint
     monkeypatch.setenv("XDG_CACHE_HOME", str(fresh / "cache"))
     monkeypatch.setenv("SCRATCHGEN_DATA", str(fresh / "data"))
     flags = ["--limit-train", "96", "--limit-eval", "32", "--batch-size", "32", "--no-progress"] + _tiny(model)
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     assert cli.main(["train", model, "--epochs", "2", "--out", str(straight)] + flags) == 0
-    real_save = checkpoint.save_checkpoint
-
-    def dying_save(path, model_, *args, epoch=0, **kwargs):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_save(path, model_, *args, epoch=epoch, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(checkpoint, "save_checkpoint", dying_save)
+    with crash_while_saving(2):
         assert cli.main(["train", model, "--epochs", "2", "--out", str(crashed)] + flags) == 130
     assert cli.main(["train", model, "--out", str(crashed), "--resume", "--no-progress"]) == 0
 
