@@ -25,7 +25,7 @@ import numpy as np
 
 FLOATS = (np.float32, np.float64)
 IMPLS = ("reference", "gemm", "numba", "cuda", "cupy")   # every implementation name of every family
-FAMILY_NAMES = ("masked_conv", "coupling", "optim")      # known before their modules are imported
+FAMILY_NAMES = ("masked_conv", "coupling", "optim", "col2im")      # known before their modules are imported
 
 
 class Family(NamedTuple):
@@ -49,7 +49,7 @@ def register(name, impls, host, device, host_only=("gemm", "numba")):
 @contextlib.contextmanager
 def force_impl(impl, *families):
     """Run every kernel call of the block with `impl` (tests, benchmarks), in all families that
-    have it, or only in `families` ('masked_conv', 'coupling', 'optim'). Nests; a call's own
+    have it, or only in `families` (FAMILY_NAMES). Nests; a call's own
     `impl=` is overridden."""
     if impl == "numpy":
         impl = "reference"

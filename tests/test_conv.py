@@ -192,6 +192,36 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(geo, seed):
     assert lhs == pytest.approx(float((x * xt.numpy()).sum()), rel=1e-10, abs=1e-10)
 
 
+@given(conv_geometry(max_side_extra=3), st.sampled_from([None, (0, 1, 2, 0), (1, 0, 0, 2)]),
+       st.sampled_from([np.float32, np.float64]), st.booleans(), seeds)
+def test_col2im_kernel_matches_the_numpy_loop(geo, sides, dtype, parallel, seed):
+    # The compiled col2im (conv2d's input gradient, conv_transpose2d's forward) against the
+    # strided-add reference it replaces, on uneven padding too, serial and parallel bodies.
+    from scratchgen.kernels import col2im, force_impl
+    from scratchgen.ops.conv import _row2im, _window
+    (ph, pw) = pair(geo["padding"])
+    padding = sides or (ph, ph, pw, pw)
+    kernel, stride, dilation = geo["kernel"], pair(geo["stride"]), pair(geo["dilation"])
+    size = (geo["h"] + 2, geo["w"] + 1)
+    assume(all(d * (k - 1) + 1 <= s + a + b for d, k, s, a, b in
+               zip(dilation, kernel, size, padding[::2], padding[1::2])))
+    win = _window(size, kernel, dilation, padding, stride)
+    shape = (geo["n"], geo["c_in"]) + size
+    g = geo["groups"]
+    rows = np.random.default_rng(seed).standard_normal(
+        (g, geo["n"] * win.blocks[0] * win.blocks[1], kernel[0] * kernel[1] * geo["c_in"] // g)).astype(dtype)
+    with force_impl("reference", "col2im"):
+        want = _row2im(np, rows, shape, win, g)
+    old = col2im.PARALLEL_MIN
+    col2im.PARALLEL_MIN = 0 if parallel else 1 << 62
+    try:
+        got = _row2im(np, rows, shape, win, g)
+    finally:
+        col2im.PARALLEL_MIN = old
+    assert got.dtype == dtype and got.shape == shape
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
 def test_conv2d_float32_same_and_valid_padding_unbatched_and_int_input():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)

@@ -136,11 +136,20 @@ def _im2row(xp, a, win, groups):
     return windows.reshape(groups, n * oh * ow, kh * kw * cg)  # the copy
 
 
+def _col2im():
+    """scratchgen.kernels.col2im, imported on first use so `import scratchgen` compiles nothing."""
+    from ..kernels import col2im
+    return col2im
+
+
 def _row2im(xp, rows, shape, win, groups):
     """The adjoint of _im2row: (G, N*L, kh*kw*C/G) -> (N, C, H, W), each tap's rows added onto a
     strided slice (overlapping windows sum)."""
     (kh, kw), (dh, dw), (pt, pb, pl, pr), (sh, sw), (oh, ow) = win
     n, c, h, w = shape
+    if xp is np and _col2im().available(rows):
+        return _col2im().col2im(rows, np.zeros(shape, rows.dtype), win.kernel, win.dilation, (pt, pl), win.stride,
+                             win.blocks)
     cg = c // groups
     buf = xp.zeros((n, h + pt + pb, w + pl + pr, c), dtype=rows.dtype)
     by_group = buf.reshape(buf.shape[:3] + (groups, cg)).transpose(3, 0, 1, 2, 4)  # (G, N, Hp, Wp, C/G) view
