@@ -138,7 +138,7 @@ def gan_steps(next_batch):
     import torch
     import torch.nn.functional as TF
     import scratchgen as sg
-    from scratchgen.models.gan import AdversarialOptimizer, train_step
+    from scratchgen.specs.gan import AdversarialOptimizer, train_step
     import torch_gan as tg
 
     sgm, tmod = tg.gan_pair("gan")

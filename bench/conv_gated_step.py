@@ -49,7 +49,7 @@ def main(argv=None):
     import numpy as np
     import scratchgen as sg
     import scratchgen.models.gated_pixelcnn as gp
-    from scratchgen.models import create
+    from scratchgen.specs import create
     spec = create("gated_pixelcnn", {})
     sg.manual_seed(0)
     model = spec.build()

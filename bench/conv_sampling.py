@@ -22,7 +22,7 @@ SAMPLERS = ("cached", "naive", "torch")
 
 
 def _spec(model_name):
-    from scratchgen.models import create
+    from scratchgen.specs import create
     return create(model_name, {})
 
 

@@ -45,7 +45,7 @@ def _median_ms(step, batches, warmup, steps):
 def worker_sg(model_name, warmup, steps, threads):
     from scratchgen import threads as sg_threads
     from scratchgen.data import DataLoader
-    from scratchgen.models import create
+    from scratchgen.specs import create
     from scratchgen.train import seed_everything
     spec = create(model_name, {})
     bs = int(spec.config["batch_size"])
@@ -58,12 +58,7 @@ def worker_sg(model_name, warmup, steps, threads):
     model.train()
 
     def step(batch):
-        opt.zero_grad()
-        out = spec.loss(model, batch)
-        loss = out["loss"] if isinstance(out, dict) else out
-        loss.backward()
-        opt.step()
-        float(loss.item())
+        spec.training_step(model, batch, opt)   # fit's step: the GAN family's includes D's steps
 
     return bs, _median_ms(step, batches, warmup, steps)
 

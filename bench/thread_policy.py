@@ -43,7 +43,7 @@ def step_time(model, batch, steps, warmup):
     """Median ms of one training step of a registered model (run inside the worker process)."""
     import numpy as np
     import scratchgen as sg
-    from scratchgen.models import create
+    from scratchgen.specs import create
     spec = create(model, {"batch_size": batch})
     net = spec.build()
     opt = spec.make_optimizer(net)
@@ -52,11 +52,7 @@ def step_time(model, batch, steps, warmup):
     xb = tuple(sg.tensor(np.asarray(a[:batch])) for a in arrays)
 
     def step():
-        out = spec.loss(net, xb)
-        loss = out["loss"] if isinstance(out, dict) else out
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        spec.training_step(net, xb, opt)
 
     for _ in range(warmup):
         step()

@@ -194,10 +194,10 @@ def normal(rng, n, dim, dtype=np.float32):
 
 
 def train_step(model, g_opt, d_opt, real, rng):
-    """One iteration of Algorithm 1, as scratchgen.models.gan.train_step: n_critic critic steps on
+    """One iteration of Algorithm 1, as scratchgen.specs.gan.train_step: n_critic critic steps on
     consecutive chunks of `real`, each against fresh G(z) (and, for WGAN-GP, a fresh epsilon drawn
     after z, as scratchgen's gradient_penalty does), then one G step on m fresh samples."""
-    from scratchgen.models.gan import _chunks
+    from scratchgen.specs.gan import _chunks
     dtype = np.float64 if real.dtype == torch.float64 else np.float32
     model.generator.requires_grad_(False)
     model.discriminator.requires_grad_(True)
@@ -256,7 +256,7 @@ def check(objective, batches, seed=0, float64=False, log=print):
     float64: both models and the data in double precision (rounding differences ~1e-16, so what
     remains of a float32 difference is rounding, amplified by training, not a different computation)."""
     import scratchgen as sg
-    from scratchgen.models.gan import AdversarialOptimizer, train_step as sg_train_step
+    from scratchgen.specs.gan import AdversarialOptimizer, train_step as sg_train_step
     sg.manual_seed(seed)
     sgm, tm = gan_pair(objective)
     if float64:

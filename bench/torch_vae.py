@@ -192,7 +192,7 @@ def check_main(args):
 # -- the reference training run ---------------------------------------------------------------------
 def train(args, log=print):
     import scratchgen as sg
-    from scratchgen.models.vae import load_split
+    from scratchgen.specs.vae import load_split
     from scratchgen.train import seed_everything
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Submodules with optional dependencies (hypothesis, matplotlib) load on first use.
     import importlib
-    if name in ("testing", "nn", "optim", "data", "models", "distributions", "metrics", "train", "plots", "linalg"):
+    if name in ("testing", "nn", "optim", "data", "models", "specs", "recipes", "distributions", "metrics", "train",
+                "plots", "linalg"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'scratchgen' has no attribute {name!r}")

@@ -147,7 +147,7 @@ def _read_config(run_dir):
 
 
 def _spec(name, config):
-    from .models import UnknownModelError, create
+    from .specs import UnknownModelError, create
     try:
         return create(name, config)
     except UnknownModelError as e:
@@ -243,7 +243,7 @@ def cmd_train(args):
     spec = _spec(args.model, {k: v for k, v in config.items()
                               if k not in RUN_INFO})
     if not args.resume:
-        from .models.settings import SettingError, check_settings
+        from .specs.settings import SettingError, check_settings
         try:
             check_settings(args.model, _spec(args.model, {}), _parse_set(args.set))
         except SettingError as e:
@@ -296,7 +296,7 @@ def cmd_train(args):
         saved["resumed"] = config.get("resumed", []) + [f"{now}: {command}"]
     _write_json(os.path.join(out, "config.json"), saved)
 
-    result = fit(model, optimizer, loader, spec.loss, int(cfg["epochs"]),
+    result = fit(model, optimizer, loader, epochs=int(cfg["epochs"]), training_step=spec.training_step,
                  valid_fn=lambda m: spec.evaluate(m, "valid"),
                  metrics_path=os.path.join(out, "metrics.jsonl"), early_stopping=stopper,
                  checkpoint_dir=out, start_epoch=start_epoch, scheduler=scheduler, device=device,
@@ -374,9 +374,9 @@ def cmd_evaluate(args):
 
 # -- models / data ------------------------------------------------------------------------------------------
 def cmd_models(args):
-    from .models import available, create, import_errors
+    from .specs import available, create, import_errors
     if args.name:
-        from .models.settings import describe_settings
+        from .specs.settings import describe_settings
         spec = _spec(args.name, {})
         _say(f"{args.name}: {spec.description}  [data: {spec.dataset}]")
         _say(f"settings (scratchgen train {args.name} --set KEY=VALUE):")

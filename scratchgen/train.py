@@ -1,4 +1,4 @@
-"""A small training loop: `fit(model, optimizer, loader, loss_fn, epochs, ...)`.
+"""The one training loop: `fit(model, optimizer, loader, loss_fn, epochs, ...)`.
 
     history = fit(model, opt, loader, loss_fn, epochs=10,
                   valid_fn=lambda m: {"valid_loss": ...},          # run under no_grad, eval mode
@@ -10,6 +10,14 @@ Each epoch: a tqdm bar shows the running loss and examples/s; then `valid_fn` ru
 scheduler steps, the record {epoch, train_loss, valid metrics, lr, time_s, examples_per_s}
 is appended to `metrics_path`, and `checkpoint.npz` (latest) and `best.npz` (best validation
 metric) are written atomically. Early stopping restores the best model's state at the end.
+
+A step is `gradient_step(optimizer, loss_fn(model, batch))`: zero_grad, backward, a check that
+the loss and every gradient are finite, optimizer.step. A model whose step is more than one
+gradient step passes `training_step(model, batch, optimizer)` instead of loss_fn: a GAN's
+discriminator steps before its generator step (Algorithm 1), a mask change before MADE's step.
+It calls `gradient_step` for each update and returns the loss (and other scalars to log).
+Losses stay pure functions of the model and the batch; after each step `fit` updates the
+weight average (`ema`), if any.
 
 Determinism: seed with `seed_everything(seed)` and give the DataLoader a seed; the same seed
 then gives the same losses. To resume, load `checkpoint.npz` with `resume(...)` (or
@@ -29,7 +37,8 @@ import numpy as np
 from . import checkpoint as ckpt_lib
 from .grad_mode import no_grad
 
-__all__ = ["fit", "EarlyStopping", "FitResult", "NonFiniteError", "seed_everything", "resume", "append_jsonl"]
+__all__ = ["fit", "gradient_step", "EarlyStopping", "FitResult", "NonFiniteError", "seed_everything", "resume",
+           "append_jsonl"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 BEST_NAME = "best.npz"
@@ -148,11 +157,11 @@ class NonFiniteError(FloatingPointError):
     parameters (and the last checkpoint) are still good."""
 
 
-def _non_finite(what, value, epoch, step, checkpoint_dir):
+def _non_finite(problem, epoch, step, checkpoint_dir):
     where = (f"; the last good state is {os.path.join(checkpoint_dir, CHECKPOINT_NAME)} (--resume continues "
              f"from it)" if checkpoint_dir and os.path.exists(os.path.join(checkpoint_dir, CHECKPOINT_NAME))
              else "")
-    return (f"{what} is {value} at epoch {epoch}, step {step + 1}, before the optimizer step{where}; "
+    return (f"{problem} at epoch {epoch}, step {step + 1}, before the optimizer step{where}; "
             f"try a smaller learning rate, or sg.detect_anomaly() to find the op that made it")
 
 
@@ -180,9 +189,27 @@ def _split_loss(out):
     """loss_fn may return a scalar Tensor, or a dict with 'loss' and other scalars to log."""
     if isinstance(out, dict):
         if "loss" not in out:
-            raise KeyError("a loss_fn that returns a dict must include the key 'loss'")
+            raise KeyError("a loss_fn (or training_step) that returns a dict must include the key 'loss'")
         return out["loss"], {k: v for k, v in out.items() if k != "loss"}
     return out, {}
+
+
+def gradient_step(optimizer, loss):
+    """One step of `optimizer` down `loss` (a scalar Tensor, or a dict with 'loss' and other
+    scalars to log): zero_grad, backward, step. A NaN or infinite loss or gradient raises
+    NonFiniteError before the step, so the parameters stay good. Returns the loss as a float
+    (a dict of floats for a dict)."""
+    loss, extras = _split_loss(loss)
+    value = _float(loss)
+    if not math.isfinite(value):
+        raise NonFiniteError(f"loss is {value}")
+    optimizer.zero_grad()
+    loss.backward()
+    bad = _first_non_finite_grad(optimizer)
+    if bad is not None:
+        raise NonFiniteError(f"gradient of {bad} is not finite")
+    optimizer.step()
+    return {"loss": value, **{k: _float(v) for k, v in extras.items()}} if extras else value
 
 
 def _float(v):
@@ -224,13 +251,17 @@ def _scheduler_step(scheduler, metrics, monitor):
         scheduler.step()
 
 
-def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_path=None,
+def fit(model, optimizer, train_loader, loss_fn=None, epochs=1, valid_fn=None, metrics_path=None,
         early_stopping=None, checkpoint_dir=None, start_epoch=0, scheduler=None, device=None,
-        progress=True, log=print, restore_best=True, extra_state=None, ema=None, max_time=None):
+        progress=True, log=print, restore_best=True, extra_state=None, ema=None, max_time=None,
+        training_step=None):
     """Train `model` for epochs start_epoch+1 .. epochs; return a FitResult.
 
     loss_fn(model, batch) -> scalar Tensor, or {"loss": Tensor, other: scalar} (others are
         averaged over the epoch and logged as train_<name>). `batch` is the loader's tuple.
+    training_step(model, batch, optimizer) -> float loss or {"loss": float, other: scalar}:
+        instead of loss_fn, for a step that is more than one gradient step; it updates the
+        parameters itself, with `gradient_step`. Give loss_fn or training_step, not both.
     valid_fn(model) -> dict of metrics, run in eval mode under no_grad after each epoch.
     early_stopping: EarlyStopping on one of valid_fn's metrics (or train_loss); with
         restore_best the model ends with the best epoch's weights.
@@ -246,6 +277,10 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
     max_time: a wall-clock budget in seconds; training stops after the first epoch that ends
         past it (the epoch in progress is finished, so checkpoints stay whole).
     """
+    if (loss_fn is None) == (training_step is None):
+        raise TypeError("fit needs exactly one of loss_fn (one gradient step per batch) and training_step")
+    if training_step is None:
+        training_step = lambda model, batch, optimizer: gradient_step(optimizer, loss_fn(model, batch))  # noqa: E731
     if max_time is not None and max_time <= 0:
         raise ValueError(f"max_time must be a positive number of seconds, got {max_time}")
     fit_start = time.perf_counter()
@@ -275,16 +310,13 @@ def fit(model, optimizer, train_loader, loss_fn, epochs, valid_fn=None, metrics_
         for i, batch in enumerate(bar):
             batch = _to_device(batch if isinstance(batch, (tuple, list)) else (batch,), device)
             n = len(batch[0])
-            optimizer.zero_grad()
-            loss, extras = _split_loss(loss_fn(model, batch))
+            try:
+                loss, extras = _split_loss(training_step(model, batch, optimizer))
+            except NonFiniteError as e:
+                raise NonFiniteError(_non_finite(str(e), epoch, i, checkpoint_dir)) from None
             value = _float(loss)
-            if not math.isfinite(value):  # before backward and step: the parameters stay good
-                raise NonFiniteError(_non_finite("loss", value, epoch, i, checkpoint_dir))
-            loss.backward()
-            bad = _first_non_finite_grad(optimizer)
-            if bad is not None:
-                raise NonFiniteError(_non_finite(f"gradient of {bad}", "not finite", epoch, i, checkpoint_dir))
-            optimizer.step()
+            if not math.isfinite(value):   # a training_step that reports a loss it did not check
+                raise NonFiniteError(_non_finite(f"loss is {value}", epoch, i, checkpoint_dir))
             if ema is not None:
                 ema.update()
             loss_sum += value * n

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scratchgen import checkpoint, cli
-from scratchgen.models import ModelSpec, available, create, register, registry
+from scratchgen.specs import ModelSpec, available, create, register, registry
 
 TINY = ["--limit-train", "256", "--limit-eval", "200", "--batch-size", "64", "--no-progress", "--seed", "0"]
 RUN_FILES = ["config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "results.json",
@@ -230,7 +230,7 @@ def test_models_name_lists_settings_with_types_defaults_and_meaning(capsys):
 
 
 def test_every_setting_of_every_model_has_a_meaning():
-    from scratchgen.models.settings import MEANING, settings_of
+    from scratchgen.specs.settings import MEANING, settings_of
     missing = {name: k for name in available() for k in settings_of(create(name)) if k not in MEANING}
     assert not missing
 

@@ -7,7 +7,8 @@ import scratchgen as sg
 from scratchgen import optim
 from scratchgen.models.conv_vae import ConvVAE
 from scratchgen.models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
-from scratchgen.models.gan import GAN, AdversarialOptimizer, train_step
+from scratchgen.models.gan import GAN
+from scratchgen.specs.gan import AdversarialOptimizer, train_step
 from scratchgen.models.wgan import WGANGP, gradient_penalty
 
 from test_gan import f64, parameters_replaced
@@ -84,7 +85,7 @@ def test_conv_vae_bound_shapes_iwae_and_learning():
 
 @pytest.mark.parametrize("name", ["dcgan", "wgan_gp_conv", "conv_vae", "pixelcnn", "gated_pixelcnn"])
 def test_conv_models_are_registered(name):
-    from scratchgen import models
+    from scratchgen import specs as models
     spec = models.get(name)
     assert name in models.available() and spec.description
 

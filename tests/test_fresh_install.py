@@ -7,8 +7,8 @@ import json
 import pytest
 
 from scratchgen import cli
-from scratchgen.models import available, create
-from scratchgen.models.settings import settings_of
+from scratchgen.specs import available, create
+from scratchgen.specs.settings import settings_of
 
 TINY_SETTINGS = {
     "hidden": None, "g_hidden": [16], "d_hidden": [16], "channels": 4, "blocks": 1, "layers": 2,

@@ -12,8 +12,9 @@ import scratchgen as sg
 from scratchgen import cli, checkpoint, nn, optim
 from scratchgen.data import eight_gaussians
 from scratchgen.metrics import toy_mode_coverage
-from scratchgen.models.gan import (GAN, AdversarialOptimizer, Discriminator, Generator, HingeGAN, gan_discriminator_loss,
-                                   gan_generator_loss, one_hot, train_step)
+from scratchgen.models.gan import (GAN, Discriminator, Generator, HingeGAN, gan_discriminator_loss, gan_generator_loss,
+                                   one_hot)
+from scratchgen.specs.gan import AdversarialOptimizer, train_step
 from scratchgen.models.wgan import WGAN, WGANGP, gradient_penalty, make_objective, toy_networks
 
 

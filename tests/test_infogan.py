@@ -6,7 +6,8 @@ import pytest
 import scratchgen as sg
 from scratchgen import optim
 from scratchgen.data import eight_gaussians
-from scratchgen.models.gan import AdversarialOptimizer, Discriminator, Generator, generator_loss, train_step
+from scratchgen.models.gan import Discriminator, Generator
+from scratchgen.specs.gan import AdversarialOptimizer, generator_loss, train_step
 from scratchgen.models.infogan import InfoDiscriminator, InfoGAN
 
 

@@ -10,7 +10,7 @@ import scipy.stats as st
 
 import scratchgen as sg
 from scratchgen.data import DataLoader
-from scratchgen.models import create
+from scratchgen.specs import create
 from scratchgen.models.vae import VAE, evaluate_elbo
 from scratchgen.ops.reduce import logsumexp
 from scratchgen.train import fit

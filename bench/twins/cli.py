@@ -279,7 +279,7 @@ class NICETwin(Twin):
 
 # -- GAN, WGAN-GP, DCGAN ----------------------------------------------------------------------------
 class AdversarialOptimizer:
-    """scratchgen.models.gan.AdversarialOptimizer: fit zeroes both, steps G; D steps inside loss."""
+    """scratchgen.specs.gan.AdversarialOptimizer and training_step: D steps, then G's step."""
 
     def __init__(self, g, d):
         self.generator, self.discriminator = g, d
@@ -377,7 +377,7 @@ class AdversarialTwin(Twin):
         return self.data("train")
 
     def loss(self, model, batch):
-        """discriminator_steps then generator_loss (scratchgen.models.gan)."""
+        """discriminator_steps then generator_loss (scratchgen.specs.gan)."""
         real = batch[0]
         model.generator.requires_grad_(False)
         model.discriminator.requires_grad_(True)
@@ -474,7 +474,7 @@ def parzen_window(samples, valid, test, batch=500):
 
 
 def adversarial_curves(metrics_path, path, title=None):
-    """scratchgen.models.gan.adversarial_curves (the same panels and figure)."""
+    """scratchgen.specs.gan.adversarial_curves (the same panels and figure)."""
     P = plots()
     records = P.read_jsonl(metrics_path)
     panels = [("discriminator outputs", ["train_d_real", "train_d_fake", "valid_d_real", "valid_d_fake"]),

@@ -101,8 +101,18 @@ def _read_pair(folder, which, name):
     return images, labels
 
 
-def load_mnist(split, root=None, fashion=False, allow_bundled=True):
-    """(images uint8 (N, 28, 28), labels int64 (N,)) for split in train/valid/train_full/test.
+def first_rows(limit, *arrays):
+    """The first `limit` rows of each array (all of them when limit is None or 0): how every
+    `--limit-train` / `--limit-eval` shortens a data set, so a limited run sees the same examples
+    as the head of a full one."""
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 0):
+        raise ValueError(f"limit must be a number of examples >= 0 (or None for all), got {limit!r}")
+    return tuple(a[:int(limit)] if limit else a for a in arrays)
+
+
+def load_mnist(split, root=None, fashion=False, allow_bundled=True, limit=None):
+    """(images uint8 (N, 28, 28), labels int64 (N,)) for split in train/valid/train_full/test;
+    with `limit`, its first `limit` examples only.
 
     Plain MNIST with no files under <root>/mnist/ uses the bundled subset unless
     allow_bundled=False (then, as for Fashion-MNIST, a FileNotFoundError says how to fetch it)."""
@@ -113,10 +123,11 @@ def load_mnist(split, root=None, fashion=False, allow_bundled=True):
     which, rows = SPLITS[split]
     if not fashion and allow_bundled and not _has_any(folder):
         _warn_bundled_once(folder)
-        return load_bundled_mnist(split)
+        return first_rows(limit, *load_bundled_mnist(split))
     images, labels = _read_pair(folder, which, name)
     log.info("%s %s: %d images from %s", name, split, len(images[rows]), folder)
-    return np.array(images[rows]), labels[rows].astype(np.int64)
+    images, labels = first_rows(limit, images[rows], labels[rows])
+    return np.array(images), labels.astype(np.int64)
 
 
 def _has_any(folder):

@@ -6,6 +6,7 @@
     dynamic_binarize(p, rng)   b ~ Bernoulli(p)                 [0, 1] -> {0, 1}
     logit_transform(x, alpha)  y = logit(alpha + (1 - 2 alpha) x), with log|dy/dx| per example
     logit_inverse(y, alpha)    x = (sigmoid(y) - alpha) / (1 - 2 alpha)
+    random_affine(x, rng)      each image rotated, scaled and shifted at random (augmentation)
 
 `rng` is a np.random.Generator (or a seed for np.random.default_rng).
 """
@@ -58,3 +59,27 @@ def logit_inverse(y, alpha=0.05):
     (Its log-determinant is minus the forward one.)"""
     sigmoid = 0.5 * (1 + np.tanh(0.5 * np.asarray(y, np.float64)))   # overflow-free sigmoid
     return ((sigmoid - alpha) / (1 - 2 * alpha)).astype(np.float32)
+
+
+def random_affine(x, rng, max_rotation=12.0, max_scale=0.1, max_shift=2.5, side=28):
+    """Randomly rotate, scale and shift each image of x (N, side*side) in [0, 1]: bilinear
+    resampling about the image centre, zeros outside. Returns float32 (N, side*side)."""
+    n, w = len(x), side + 3  # padded width: 1 zero column before, 2 after
+    padded = np.pad(np.asarray(x, np.float32).reshape(n, side, side), ((0, 0), (1, 2), (1, 2))).reshape(-1)
+    angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, n))
+    scale = 1 + rng.uniform(-max_scale, max_scale, n)
+    shift = rng.uniform(-max_shift, max_shift, (n, 2))
+    cos = (np.cos(angle) / scale).astype(np.float32)[:, None, None]
+    sin = (np.sin(angle) / scale).astype(np.float32)[:, None, None]
+    grid = np.arange(side, dtype=np.float32) - np.float32((side - 1) / 2)
+    dy = grid[None, :, None] - shift[:, 0, None, None].astype(np.float32)  # output pixel -> source:
+    dx = grid[None, None, :] - shift[:, 1, None, None].astype(np.float32)  # undo shift, then rotation
+    centre = np.float32((side - 1) / 2 + 1)  # +1: the padding
+    sy = np.clip(cos * dy - sin * dx + centre, 0, side + 1)
+    sx = np.clip(sin * dy + cos * dx + centre, 0, side + 1)
+    y0, x0 = np.minimum(np.floor(sy), side), np.minimum(np.floor(sx), side)
+    wy, wx = sy - y0, sx - x0  # float32 weights
+    top = (np.arange(n) * (w * w))[:, None, None] + (y0 * w + x0).astype(np.int64)  # top-left neighbour
+    row0 = padded[top] * (1 - wx) + padded[top + 1] * wx
+    row1 = padded[top + w] * (1 - wx) + padded[top + w + 1] * wx
+    return (row0 * (1 - wy) + row1 * wy).reshape(n, side * side)

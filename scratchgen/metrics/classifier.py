@@ -121,7 +121,7 @@ def train_classifier(cache_dir=None, log=print, threads=None, **recipe_overrides
 
     from .. import serialization
     from ..data import DataLoader, describe_mnist_source
-    from ..models import create
+    from ..specs import create
     from ..train import EarlyStopping, fit, seed_everything
     recipe = {**RECIPE, **recipe_overrides}
     weights, meta_path = _paths(cache_dir, recipe)

@@ -10,8 +10,7 @@ evaluation) with convolutional networks for q(z|x) and p(x|z) on 28x28 images.
 The decoder accepts z with any leading axes, e.g. (k, N, latent) for the importance samples.
 """
 from .. import nn
-from .registry import register
-from .vae import VAE, VAESpec
+from .vae import VAE
 
 __all__ = ["ConvVAE"]
 
@@ -54,15 +53,3 @@ class ConvVAE(VAE):
         self.encoder = ConvEncoder(hidden)      # heads enc_mu / enc_logvar (hidden -> latent) are VAE's
         self.decoder = ConvDecoder(latent_dim, hidden)
         self.dec_out = nn.Identity()            # the decoder already ends in the 784 logits
-
-
-@register("conv_vae")
-class ConvVAESpec(VAESpec):
-    description = "convolutional VAE on binarized MNIST (conv encoder, transposed-conv decoder)"
-    defaults = dict(VAESpec.defaults, hidden=256, latent=50, epochs=100)
-    patience = 10
-
-    def build(self):
-        c = self.config
-        return ConvVAE(c["latent"], c["hidden"], likelihood=c["likelihood"], sigma=c.get("sigma"), kl=c["kl"],
-                       beta=c["beta"], warmup_steps=c["warmup_steps"])

@@ -40,9 +40,7 @@ from ..losses import binary_cross_entropy_with_logits
 from ..ops.conv import conv2d
 from ..tensor import Tensor, record
 from .gan import one_hot
-from .pixelcnn import (BinarizedMNISTAutoregressiveSpec, RowBuffer, RowConv, _as_images, autoregressive_sample,
-                       cached_sample, relu)
-from .registry import register
+from .pixelcnn import RowBuffer, RowConv, _as_images, autoregressive_sample, cached_sample, relu
 
 __all__ = ["GatedPixelCNN"]
 
@@ -336,13 +334,3 @@ class GatedRows:
 
     def image(self):
         return self.x.image()
-
-
-@register("gated_pixelcnn")
-class GatedPixelCNNSpec(BinarizedMNISTAutoregressiveSpec):
-    description = "Gated PixelCNN (van den Oord et al. 2016b; no blind spot) on binarized MNIST: exact test NLL"
-    defaults = dict(epochs=20, batch_size=64, lr=1e-3, channels=32, layers=8, out_channels=64)
-
-    def build(self):
-        c = self.config
-        return GatedPixelCNN(c["channels"], c["layers"], out_channels=c["out_channels"])

@@ -17,9 +17,7 @@ from ..creation import randn
 from ..losses import cross_entropy
 from ..ops.shape import concatenate
 from ..random import rng
-from .gan import (GAN, MNIST_DEFAULTS, Generator, MNISTAdversarialSpec, gan_discriminator_loss, gan_generator_loss,
-                  mlp, most_realistic, one_hot)
-from .registry import register
+from .gan import GAN, gan_discriminator_loss, gan_generator_loss, most_realistic, one_hot
 
 __all__ = ["InfoGAN"]
 
@@ -32,7 +30,7 @@ class InfoDiscriminator(nn.Module):
     def __init__(self, in_dim=784, hidden=(256, 256), codes=10, activation="leaky_relu", dropout=0.0,
                  spectral_norm=False):
         super().__init__()
-        self.net = mlp([in_dim, *hidden, 1 + codes], activation, dropout=dropout, spectral_norm=spectral_norm)
+        self.net = nn.mlp([in_dim, *hidden, 1 + codes], activation, dropout=dropout, spectral_norm=spectral_norm)
 
     def heads(self, x):
         out = self.net(x)
@@ -91,18 +89,3 @@ class InfoGAN(GAN):
         fake_logits, q_logits = self.discriminator.heads(fake)
         return (gan_generator_loss(most_realistic(fake_logits, self.top_k), self.saturating)
                 + self.info_weight * self.info_loss(q_logits))
-
-
-@register("infogan")
-class InfoGANSpec(MNISTAdversarialSpec):
-    description = "InfoGAN on MNIST (Chen et al. 2016): the MLP GAN with a 10-way code in z and a Q head on D"
-    defaults = dict(MNIST_DEFAULTS, codes=10, info_weight=1.0)
-    monitor = ("valid_fid", "min")
-
-    def build(self):
-        c = self.config
-        G = Generator(c["latent_dim"], c["g_hidden"], 784, activation="relu", output="tanh")
-        D = InfoDiscriminator(784, c["d_hidden"], codes=c["codes"], activation="leaky_relu",
-                              dropout=c.get("d_dropout", 0.0), spectral_norm=c.get("d_spectral_norm", False))
-        return InfoGAN(G, D, c["latent_dim"], codes=c["codes"], info_weight=c["info_weight"],
-                       generator_loss=c["generator_loss"], label_smoothing=c["label_smoothing"])

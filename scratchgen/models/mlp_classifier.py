@@ -1,158 +1,20 @@
-"""`mlp`: a multilayer perceptron classifying MNIST digits (784-512-256-10, ReLU, Adam).
+"""A multilayer perceptron classifying MNIST digits (784-512-256-10, ReLU).
 
-Not a generative model: it is the smallest end-to-end check of the engine, the data pipeline,
-the training loop and the CLI. Trained on 'train', selected on 'valid' (best validation
-loss; early stopping after `patience` epochs without progress), reported once on 'test'.
-Its samples.png is a grid of test digits captioned with the predicted label (red: wrong, with
-the true label in brackets).
-
-Recipe: Adam (lr 2e-3) with a cosine learning-rate decay over the run, and random affine
-augmentation of the training digits (rotation +-12 degrees, scale +-10%, shift +-2.5 pixels;
-`--set augment=false` turns it off). Augmentation draws from scratchgen's global generator,
-so runs are reproducible from --seed and --resume stays exact. On the bundled subset
-(13,300 training digits) this gets about 97.5% test accuracy in 20 epochs; without
-augmentation an MLP stalls near 95% on so few examples.
+Not a generative model: the smallest end-to-end check of the engine, the data pipeline, the
+training loop and the command line (`scratchgen train mlp`), and the feature extractor of the
+GAN family's FID (scratchgen.metrics.classifier).
 """
-import numpy as np
-
 from .. import nn
-from ..grad_mode import no_grad
-from ..losses import cross_entropy
-from ..random import rng as global_rng
-from ..tensor import tensor
-from .registry import ModelSpec, register
 
 __all__ = ["MLPClassifier"]
 
 
 class MLPClassifier(nn.Module):
+    """logits = MLP(x) for x of shape (N, 784) (or (N, 28, 28)); dropout after each hidden ReLU."""
+
     def __init__(self, in_features=784, hidden=(512, 256), num_classes=10, dropout=0.0):
         super().__init__()
-        layers, width = [], in_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.mlp([in_features, *hidden, num_classes], "relu", dropout=dropout)
 
     def forward(self, x):
         return self.net(x.reshape(x.shape[0], -1))
-
-
-def random_affine(x, rng, max_rotation=12.0, max_scale=0.1, max_shift=2.5, side=28):
-    """Randomly rotate, scale and shift each image of x (N, side*side) in [0, 1]: bilinear
-    resampling about the image centre, zeros outside. Returns float32 (N, side*side)."""
-    n, w = len(x), side + 3  # padded width: 1 zero column before, 2 after
-    padded = np.pad(np.asarray(x, np.float32).reshape(n, side, side), ((0, 0), (1, 2), (1, 2))).reshape(-1)
-    angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, n))
-    scale = 1 + rng.uniform(-max_scale, max_scale, n)
-    shift = rng.uniform(-max_shift, max_shift, (n, 2))
-    cos = (np.cos(angle) / scale).astype(np.float32)[:, None, None]
-    sin = (np.sin(angle) / scale).astype(np.float32)[:, None, None]
-    grid = np.arange(side, dtype=np.float32) - np.float32((side - 1) / 2)
-    dy = grid[None, :, None] - shift[:, 0, None, None].astype(np.float32)  # output pixel -> source:
-    dx = grid[None, None, :] - shift[:, 1, None, None].astype(np.float32)  # undo shift, then rotation
-    centre = np.float32((side - 1) / 2 + 1)  # +1: the padding
-    sy = np.clip(cos * dy - sin * dx + centre, 0, side + 1)
-    sx = np.clip(sin * dy + cos * dx + centre, 0, side + 1)
-    y0, x0 = np.minimum(np.floor(sy), side), np.minimum(np.floor(sx), side)
-    wy, wx = sy - y0, sx - x0  # float32 weights
-    top = (np.arange(n) * (w * w))[:, None, None] + (y0 * w + x0).astype(np.int64)  # top-left neighbour
-    row0 = padded[top] * (1 - wx) + padded[top + 1] * wx
-    row1 = padded[top + w] * (1 - wx) + padded[top + w + 1] * wx
-    return (row0 * (1 - wy) + row1 * wy).reshape(n, side * side)
-
-
-def mnist_arrays(split, limit=None):
-    """MNIST images as float32 rows in [0, 1] (N, 784) and int64 labels (N,)."""
-    from ..data import load_mnist
-    images, labels = load_mnist(split)
-    if limit:
-        images, labels = images[:limit], labels[:limit]
-    x = images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)
-    return x, np.asarray(labels, dtype=np.int64)
-
-
-@register("mlp")
-class MLPClassifierSpec(ModelSpec):
-    description = "MLP classifier on MNIST (784-512-256-10, ReLU, Adam, affine augmentation)"
-    dataset = "mnist"
-    defaults = dict(epochs=20, batch_size=128, lr=2e-3, hidden=[512, 256], dropout=0.0,
-                    augment=True, schedule="cosine", patience=10, limit_train=None, limit_eval=None)
-    # Model selection on validation loss: with 1,000 validation digits, accuracy moves in steps
-    # of 0.1% and its noise picks early epochs by luck; the loss is a smoother criterion.
-    monitor = ("valid_loss", "min")
-    n_samples = 40
-
-    def __init__(self, config=None):
-        super().__init__(config)
-        self._cache = {}
-
-    def build(self):
-        c = self.config
-        return MLPClassifier(784, tuple(c["hidden"]), 10, c["dropout"])
-
-    def make_scheduler(self, optimizer):
-        """Cosine decay of the learning rate to 0 over the run (schedule='cosine'), or constant."""
-        if self.config.get("schedule") != "cosine":
-            return None
-        from ..optim import lr_scheduler
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(self.config["epochs"]))
-
-    def data(self, split):
-        limit = self.config["limit_train"] if split == "train" else self.config.get("limit_eval")
-        key = (split, limit)
-        if key not in self._cache:
-            self._cache[key] = mnist_arrays(split, limit)
-        return self._cache[key]
-
-    def train_dataset(self):
-        return self.data("train")
-
-    def loss(self, model, batch):
-        x, y = batch
-        if self.config.get("augment"):
-            moved = random_affine(x.cpu().numpy(), global_rng())
-            x = tensor(moved, device=None if x.device == "cpu" else x.device)
-        return cross_entropy(model(x), y)
-
-    def predict(self, model, x, batch_size=1000):
-        """Logits for an (N, 784) array, in eval mode, batch by batch."""
-        was_training = model.training
-        model.eval()
-        device = self.config.get("device") or "cpu"
-        out = []
-        with no_grad():
-            for i in range(0, len(x), batch_size):
-                logits = model(tensor(x[i:i + batch_size], device=device))
-                out.append(logits.cpu().numpy())
-        model.train(was_training)
-        return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
-
-    def evaluate(self, model, split):
-        x, y = self.data(split)
-        logits = self.predict(model, x)
-        z = logits - logits.max(axis=1, keepdims=True)
-        log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        nll = float(-log_probs[np.arange(len(y)), y].mean())
-        acc = float((logits.argmax(axis=1) == y).mean())
-        return {f"{split}_loss": nll, f"{split}_acc": acc}
-
-    def sample(self, model, n, path):
-        """A grid of n test digits captioned with the predicted label: the first test digits,
-        then (about a quarter of the grid) some that the model gets wrong, in red."""
-        from .. import plots
-        n = max(1, min(int(n), 100))
-        x, y = self.data("test")
-        pred = self.predict(model, x).argmax(axis=1)
-        wrong = np.flatnonzero(pred != y)
-        k = min(len(wrong), n // 4)
-        first = [i for i in range(len(y)) if pred[i] == y[i]][:n - k]
-        index = np.array(first + wrong[:k].tolist(), dtype=np.int64)
-        titles = [f"{pred[i]}" if pred[i] == y[i] else f"!{pred[i]} (true {y[i]})" for i in index]
-        acc = float((pred == y).mean())
-        return plots.image_grid(x[index].reshape(-1, 28, 28), path, nrow=min(10, len(index)), titles=titles,
-                                title=f"predicted labels on test digits (red: mistakes); "
-                                      f"test accuracy {acc:.2%} on {len(y)} digits")

@@ -27,19 +27,10 @@ from ..ops.coupling import affine_coupling, affine_coupling_inverse
 from ..ops.elementwise import softplus
 from ..ops.shape import stack
 from ..tensor import Tensor, float32
-from .registry import ModelSpec, register
 
 __all__ = ["NICE", "Coupling"]
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-def mlp(n_in, n_hidden, n_layers, n_out, dtype):
-    layers, n = [], n_in
-    for _ in range(n_layers):
-        layers += [nn.Linear(n, n_hidden, dtype=dtype), nn.ReLU()]
-        n = n_hidden
-    return nn.Sequential(*layers, nn.Linear(n, n_out, dtype=dtype))
 
 
 class Coupling(nn.Module):
@@ -49,7 +40,7 @@ class Coupling(nn.Module):
         super().__init__()
         self.parity, self.affine = parity, affine
         half = dim // 2
-        self.m = mlp(half, hidden, n_layers, 2 * half if affine else half, dtype)
+        self.m = nn.mlp([half] + [hidden] * n_layers + [2 * half if affine else half], "relu", dtype=dtype)
         if affine:
             self.s_scale = nn.Parameter(np.ones(half, dtype=dtype))
 
@@ -172,59 +163,3 @@ def bits_per_dim(log_likelihood_nats, dim=784, levels=256):
     least p(x) * (1/256)^dim, so  bpd = (-log p(x) + dim * log 256) / (dim * log 2).
     """
     return (-log_likelihood_nats + dim * math.log(levels)) / (dim * math.log(2))
-
-
-@register("nice")
-class NICESpec(ModelSpec):
-    description = "NICE (or RealNVP affine coupling) on dequantized MNIST, test LL in nats and bits/dim"
-    dataset = "mnist"
-    defaults = dict(epochs=20, batch_size=200, lr=1e-3, couplings=4, hidden=1000, hidden_layers=5,
-                    coupling="additive", prior="logistic")
-    monitor = ("valid_ll", "max")
-    patience = 20
-
-    def build(self):
-        c = self.config
-        self.noise = np.random.default_rng(c["seed"] + 1)
-        return NICE(784, c["couplings"], c["hidden"], c["hidden_layers"], c["prior"], c["coupling"])
-
-    def make_optimizer(self, model):
-        from .. import optim
-        # The paper's "beta2 = 0.01" is one minus the decay rate (early Adam drafts' notation).
-        return optim.Adam(model.parameters(), lr=self.config["lr"], betas=(0.9, 0.99), eps=1e-4)
-
-    def _images(self, split):
-        from ..data import load_mnist
-        images = load_mnist(split)[0]
-        return images.reshape(len(images), -1)
-
-    def train_dataset(self):
-        x = self._images("train")
-        limit = self.config.get("limit_train")
-        return (x[:limit] if limit else x,)
-
-    def loss(self, model, batch):
-        from ..data import dequantize
-        x = Tensor(dequantize(batch[0].numpy(), self.noise))  # fresh noise every batch
-        return -model.log_prob(x).mean()
-
-    def training_state(self, model):
-        return {"noise": self.noise.bit_generator.state}
-
-    def load_training_state(self, model, state):
-        if "noise" in state:
-            self.noise.bit_generator.state = state["noise"]
-
-    def evaluate(self, model, split):
-        from ..data import dequantize
-        x = dequantize(self._images(split), np.random.default_rng(12345))  # one fixed draw
-        limit = self.config.get("limit_eval")
-        x = x[:limit] if limit else x
-        with no_grad():
-            ll = sum(float(model.log_prob(x[i:i + 1000]).sum().item()) for i in range(0, len(x), 1000)) / len(x)
-        return {f"{split}_ll": ll, f"{split}_bits_per_dim": bits_per_dim(ll)}
-
-    def sample(self, model, n, path):
-        from ..plots import image_grid
-        images = np.clip(model.sample(n).numpy(), 0, 1).reshape(n, 28, 28)
-        return image_grid(images, path, nrow=int(math.sqrt(n)))

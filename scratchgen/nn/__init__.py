@@ -11,4 +11,5 @@ from .conv import (  # noqa: F401
 from .masked_conv import MaskedConv2d  # noqa: F401
 from .spectral_norm import SpectralNorm, spectral_norm  # noqa: F401
 from .loss import CrossEntropyLoss, BCEWithLogitsLoss, BCELoss, MSELoss, GaussianNLLLoss, NLLLoss  # noqa: F401
+from .mlp import ACTIVATIONS, activation, mlp  # noqa: F401
 from . import utils  # noqa: F401

@@ -1,10 +1,10 @@
-"""The model registry: what `scratchgen train NAME` can build.
+"""The registry: what `scratchgen train NAME` can train.
 
 A registered entry is a `ModelSpec` subclass (or a factory returning a ModelSpec): it tells the
-CLI how to build the model from a config, its default hyperparameters, which data it trains on,
-its training objective, how to evaluate it and how to draw `samples.png`.
+CLI how to build a model of scratchgen.models from a config, its default hyperparameters, which
+data it trains on, its training objective, how to evaluate it and how to draw `samples.png`.
 
-    from scratchgen.models import ModelSpec, register
+    from scratchgen.specs import ModelSpec, register
 
     @register("mlp")
     class MLPClassifier(ModelSpec):
@@ -14,17 +14,18 @@ its training objective, how to evaluate it and how to draw `samples.png`.
 
         def build(self): ...                       # the nn.Module, from self.config
         def train_dataset(self): ...               # tuple of arrays, or anything DataLoader takes
-        def loss(self, model, batch): ...          # scalar Tensor (or dict with 'loss')
+        def loss(self, model, batch): ...          # scalar Tensor (or dict with 'loss'); no side effects
         def evaluate(self, model, split): ...      # {"test_acc": ..., "test_loss": ...}
         def sample(self, model, n, path): ...      # writes samples.png, returns the path
 
-Adding a model is adding one file under scratchgen/models/: every module there is imported
-when `scratchgen.models` is.
+A step that is more than one gradient step on `loss` overrides `training_step` (the GAN family's
+discriminator steps, MADE's mask changes). Adding a model to the command line is adding one file
+under scratchgen/specs/: every module there is imported when `scratchgen.specs` is.
 """
 import inspect
 
 _REGISTRY = {}
-_IMPORT_ERRORS = {}  # module name -> error text, for modules of scratchgen/models that failed to import
+_IMPORT_ERRORS = {}  # module name -> error text, for modules of scratchgen/specs that failed to import
 
 
 class UnknownModelError(KeyError):
@@ -70,8 +71,15 @@ class ModelSpec:
 
     def loss(self, model, batch):
         """Training objective on one batch (a tuple of Tensors): a scalar Tensor, or a dict
-        with key 'loss' and any other scalars to log."""
+        with key 'loss' and any other scalars to log. It only computes: the step is
+        `training_step`'s."""
         raise NotImplementedError(f"{type(self).__name__}.loss")
+
+    def training_step(self, model, batch, optimizer):
+        """Update the parameters on one batch; return the loss as a float (or a dict with 'loss'
+        and other scalars). By default one gradient step on `loss` (scratchgen.train.gradient_step)."""
+        from ..train import gradient_step
+        return gradient_step(optimizer, self.loss(model, batch))
 
     def evaluate(self, model, split):
         """Metrics on a data split ('valid', 'test', ...), keys prefixed with the split name."""

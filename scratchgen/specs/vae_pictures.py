@@ -1,5 +1,4 @@
-"""The VAE's pictures (Kingma & Welling's figures and the usual checks), for examples/vae_mnist.py
-and `scratchgen train vae`: samples, reconstructions, interpolations between posterior means,
+"""The VAE's pictures (Kingma & Welling's figures and the usual checks), for `scratchgen train vae`: samples, reconstructions, interpolations between posterior means,
 the latent codes of labelled test digits (PCA to 2-D when the latent space is larger) and, for a
 2-D latent space, the learned manifold over a grid of Gaussian quantiles (K&W Figure 4)."""
 import os
