@@ -4,6 +4,8 @@
                            [--device cpu|cuda] [--out DIR] [--resume] [--limit-train N] ...
     scratchgen sample RUN_DIR [--n N]
     scratchgen evaluate RUN_DIR [--split test]
+    scratchgen reproduce RECIPE [--out DIR] [--smoke]      a headline number, from its recipe
+    scratchgen reproduce --list
     scratchgen models
     scratchgen data list
     scratchgen data download NAME
@@ -341,6 +343,69 @@ def _replan_schedule(scheduler, planned, epochs, done):
     return f"note: the learning-rate schedule ({type(scheduler).__name__}) goes on unchanged past epoch {planned}"
 
 
+# -- reproduce -----------------------------------------------------------------------------------------
+def _recipe(name):
+    from . import recipes
+    try:
+        return recipes.get(name)
+    except KeyError as e:
+        raise CLIError(e.args[0]) from None
+
+
+def _minutes(m):
+    return "-" if m is None else f"{m:g} min"
+
+
+def cmd_reproduce(args):
+    from . import recipes
+    if args.list or not args.recipe:
+        rows = [recipes.get(n) for n in recipes.available()]
+        head = ("recipe", "model", "metric", "ours", "paper", "CPU (2 cores)", "GPU")
+        table = [head] + [(r.name, r.model, r.metric, f"{r.expected:g} +- {r.tolerance:g}",
+                           "-" if r.paper is None else f"{r.paper:g}", _minutes(r.cpu_minutes), _minutes(r.gpu_minutes))
+                          for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+        for row in table:
+            _say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        _say("`scratchgen reproduce NAME` runs one; --smoke runs it at a tiny budget (a check, not the number)")
+        return 0
+    recipe = _recipe(args.recipe)
+    config = recipe.config(smoke=args.smoke)
+    out = args.out or os.path.join("runs", f"{recipe.name}{'-smoke' if args.smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}")
+    flags = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "seed": "--seed",
+             "limit_train": "--limit-train", "limit_eval": "--limit-eval", "patience": "--patience"}
+    argv = ["train", recipe.model, "--out", out]
+    for k, v in config.items():
+        argv += [flags[k], str(v)] if k in flags else ["--set", f"{k}={json.dumps(v)}"]
+    for name in ("data", "device", "threads"):
+        if getattr(args, name, None) is not None:
+            argv += [f"--{name}", str(getattr(args, name))]
+    if args.no_progress:
+        argv.append("--no-progress")
+    _say(f"recipe {recipe.name}: {recipe.budget}{' (smoke budget: ' + json.dumps(recipe.smoke) + ')' if args.smoke else ''}")
+    _say(f"expected: {recipe.metric} {recipe.expected:g} +- {recipe.tolerance:g} {recipe.unit} on {recipe.data}; "
+         f"about {_minutes(recipe.cpu_minutes)} on a 2-core CPU")
+    train_args = build_parser().parse_args(argv)
+    train_args.argv, train_args.cleanup = ["reproduce", recipe.name] + (["--smoke"] if args.smoke else []), args.cleanup
+    cmd_train(train_args)
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    if recipe.metric not in results:
+        raise CLIError(f"the run wrote no {recipe.metric!r} in {out}/results.json (it has {sorted(results)})")
+    value = float(results[recipe.metric])
+    paper = "" if recipe.paper is None else f"; paper {recipe.paper:g} ({recipe.paper_source})"
+    _say(f"{recipe.name}: ours {recipe.metric} {value:.4g} {recipe.unit}, expected {recipe.expected:g} +- "
+         f"{recipe.tolerance:g}{paper}")
+    if args.smoke:
+        _say("smoke budget: the number is not compared")
+        return 0
+    if not recipe.within_tolerance(value):
+        raise CLIError(f"{recipe.name} did not reproduce: {value:.4g} is outside {recipe.expected:g} +- "
+                       f"{recipe.tolerance:g} (data: {results.get('data_source')})")
+    _say(f"{recipe.name} reproduced")
+    return 0
+
+
 # -- sample / evaluate ------------------------------------------------------------------------------------
 def cmd_sample(args):
     spec, model, config, ckpt = _load_trained(args, args.run_dir, args.data, args.device)
@@ -475,6 +540,19 @@ def build_parser():
                    help="score the first N examples of the split only (default: all of them)")
     e.add_argument("--json", action="store_true", help="also print the metrics as one JSON line")
     e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("reproduce", help="train a recipe to its headline number and compare",
+                       description="Run a recipe (scratchgen/recipes/): train its model with its settings and budget, "
+                                   "then print our number against the expected one and the paper's.")
+    r.add_argument("recipe", nargs="?", help="recipe name (see --list)")
+    r.add_argument("--list", action="store_true", help="list the recipes with their numbers and expected times")
+    r.add_argument("--smoke", action="store_true", help="a tiny budget: checks that the recipe runs end to end")
+    r.add_argument("--out", metavar="DIR", help="run folder (default runs/<recipe>-<timestamp>)")
+    r.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
+    r.add_argument("--device", choices=["cpu", "cuda"])
+    r.add_argument("--threads", type=_count(1), metavar="N", help="CPU threads (default: the physical cores)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_reproduce)
 
     m = sub.add_parser("models", help="list the registered models, or one model's settings")
     m.add_argument("name", nargs="?", help="a model name: list its --set keys, types, defaults and meaning")

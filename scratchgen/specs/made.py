@@ -25,7 +25,9 @@ class MADESpec(ModelSpec):
 
     def make_scheduler(self, optimizer):
         from ..optim.lr_scheduler import StepLR
-        return StepLR(optimizer, self.config["lr_step"], gamma=0.1) if self.config["lr_step"] else None
+        if self.config["lr_step"]:
+            return StepLR(optimizer, self.config["lr_step"], gamma=0.1)
+        return super().make_scheduler(optimizer)
 
     def _split(self, split, limit=None):
         return load_binarized(split, limit=limit)

@@ -46,13 +46,6 @@ class MLPClassifierSpec(ModelSpec):
         c = self.config
         return MLPClassifier(784, tuple(c["hidden"]), 10, c["dropout"])
 
-    def make_scheduler(self, optimizer):
-        """Cosine decay of the learning rate to 0 over the run (schedule='cosine'), or constant."""
-        if self.config.get("schedule") != "cosine":
-            return None
-        from ..optim import lr_scheduler
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(self.config["epochs"]))
-
     def data(self, split):
         limit = self.config["limit_train"] if split == "train" else self.config.get("limit_eval")
         key = (split, limit)

@@ -16,14 +16,20 @@ class NICESpec(ModelSpec):
     description = "NICE (or RealNVP affine coupling) on dequantized MNIST, test LL in nats and bits/dim"
     dataset = "mnist"
     defaults = dict(epochs=20, batch_size=200, lr=1e-3, couplings=4, hidden=1000, hidden_layers=5,
-                    coupling="additive", prior="logistic")
+                    coupling="additive", prior="logistic", scale_init="zero")
     monitor = ("valid_ll", "max")
     patience = 20
 
     def build(self):
         c = self.config
         self.noise = np.random.default_rng(c["seed"] + 1)
-        return NICE(784, c["couplings"], c["hidden"], c["hidden_layers"], c["prior"], c["coupling"])
+        model = NICE(784, c["couplings"], c["hidden"], c["hidden_layers"], c["prior"], c["coupling"])
+        if c["scale_init"] == "data":   # a resumed or evaluated run then loads S with the rest
+            first = self._images("train")[:1000]
+            model.initialize_scale(dequantize(first, np.random.default_rng(c["seed"] + 2)))
+        elif c["scale_init"] != "zero":
+            raise ValueError(f"scale_init must be 'zero' or 'data', got {c['scale_init']!r}")
+        return model
 
     def make_optimizer(self, model):
         from .. import optim

@@ -50,7 +50,7 @@ class ModelSpec:
     n_samples = 64  # how many samples `visualize` draws into samples.png
     options = {}  # settings read with a fallback in the code, not in `defaults` ({key: fallback})
 
-    BASE_DEFAULTS = dict(epochs=10, batch_size=128, lr=1e-3, seed=0, weight_decay=0.0, ema=0.0)
+    BASE_DEFAULTS = dict(epochs=10, batch_size=128, lr=1e-3, seed=0, weight_decay=0.0, ema=0.0, schedule="none")
 
     def __init__(self, config=None):
         cfg = dict(self.BASE_DEFAULTS)
@@ -103,6 +103,16 @@ class ModelSpec:
         return optim.Adam(model.parameters(), **kwargs)
 
     def make_scheduler(self, optimizer):
+        """The learning-rate schedule of config `schedule`, stepped once per epoch: 'none',
+        'cosine' (to 0 over the run) or 'linear' (straight down to 0 over the run)."""
+        from ..optim import lr_scheduler
+        kind, epochs = self.config.get("schedule") or "none", int(self.config["epochs"])
+        if kind == "cosine":
+            return lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        if kind == "linear":
+            return lr_scheduler.LinearLR(optimizer, 1.0, 0.0, total_iters=epochs)
+        if kind != "none":
+            raise ValueError(f"schedule must be 'none', 'cosine' or 'linear', got {kind!r}")
         return None
 
     def make_ema(self, model):

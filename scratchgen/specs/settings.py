@@ -24,7 +24,7 @@ MEANING = {
     # optimizers and schedules
     "betas": "Adam's (beta1, beta2)",
     "optimizer": "adam or rmsprop",
-    "schedule": "learning-rate schedule: cosine, or none",
+    "schedule": "learning-rate schedule, stepped per epoch: none, cosine or linear (both to 0 over the run)",
     "lr_step": "epoch at which the learning rate drops tenfold (0: never)",
     "warmup_steps": "steps over which the KL weight rises from 0 to beta (KL warm-up; 0: off)",
     # MLP sizes and layers
@@ -42,6 +42,7 @@ MEANING = {
     "couplings": "coupling layers",
     "coupling": "coupling law: additive (NICE) or affine",
     "prior": "base distribution: logistic or gaussian",
+    "scale_init": "start of NICE's diagonal scaling S: zero (the paper) or data (fitted on 1,000 training digits)",
     # VAE
     "latent": "dimension of the latent z",
     "likelihood": "decoder distribution: bernoulli or gaussian",

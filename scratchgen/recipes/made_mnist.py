@@ -1,0 +1,16 @@
+"""MADE, one hidden layer of 500 units, one mask: the best recipe found at the paper's smallest size."""
+from .recipe import Recipe
+
+RECIPE = Recipe(
+    name="made_mnist", model="made",
+    settings=dict(epochs=100, hidden=[500], natural_ordering=False, direct_connection=True,
+                  weight_decay=1e-3, lr_step=90, patience=0),
+    metric="test_nll", expected=90.97, tolerance=0.6, higher_is_better=False, unit="nats",
+    paper=88.40, paper_source="Germain et al. 2015, Table 6: one hidden layer, one mask (their size search)",
+    data="binarized MNIST, Larochelle's fixed 50k/10k/10k",
+    budget="100 epochs, learning rate x0.1 at epoch 90, best validation epoch",
+    cpu_minutes=10, gpu_minutes=3,
+    measured="90.97 (best epoch 94), 2-core Xeon, 1 thread, examples/made_mnist.py with these settings (session 4)",
+    docs="docs/models/made.md",
+    smoke=dict(epochs=1, hidden=[32], limit_train=256, limit_eval=128),
+)
