@@ -3,7 +3,7 @@
 
     G  64 -> 256 -> 256 -> 784, ReLU, tanh output;   D / critic  784 -> 256 -> 256 -> 1, LeakyReLU(0.2)
     gan      non-saturating G loss, D loss BCE(a(x), 1) + BCE(a(G(z)), 0); Adam(2e-4, (0.5, 0.999)),
-             batch 64, one D step per G step                                 (examples/gan_mnist.py)
+             batch 64, one D step per G step                                 (`scratchgen train gan`)
     wgan_gp  critic loss E f(G(z)) - E f(x) + 10 E (||grad_xhat f||_2 - 1)^2, the gradient from
              torch.autograd.grad(create_graph=True); G loss -E f(G(z)); Adam(1e-4, (0.5, 0.9)),
              n_critic 5 on 64-row chunks of a 320-row batch              (`scratchgen train wgan_gp`)
@@ -25,7 +25,9 @@ noise, and compares the G / D losses, the penalty and every gradient; in float32
 drift apart after a few iterations (rounding, amplified by Adam: see check_main), which --float64
 shows (agreement to ~1e-15).
 
-`train gan` mirrors examples/gan_mnist.py step for step, `train wgan_gp` mirrors `scratchgen train
+`train gan` mirrors step for step the runs behind the GAN rows of bench/RESULTS.md (made with the
+since-removed examples/gan_mnist.py; the same model and game are `scratchgen train gan`,
+scratchgen/specs/gan.py, and the recipes gan_sn / cgan_mnist), `train wgan_gp` mirrors `scratchgen train
 wgan_gp`; both score the epoch with the best validation FID (5,000 samples against the validation
 digits after every epoch), as those runs do. Both: the same initial weights, batch order and noise stream as
 scratchgen under the same seed; per epoch G/D losses and D scores (metrics.jsonl); at the end
@@ -328,7 +330,7 @@ def check_main(args):
 
 # -- the reference training runs --------------------------------------------------------------------
 def mnist(split, limit=None):
-    """(N, 784) float32 pixels in [-1, 1] and labels, as the example and the spec load them."""
+    """(N, 784) float32 pixels in [-1, 1] and labels, as scratchgen/specs/gan.py loads them."""
     from scratchgen.data import load_mnist, to_symmetric
     images, labels = load_mnist(split)
     return to_symmetric(images[:limit]).reshape(-1, 784), labels[:limit]
@@ -350,7 +352,7 @@ def draw(model, n, rng, batch=1000):
 def discriminator_scores(model, x, rng):
     """Mean D(x) on real digits and on as many samples (noise drawn first, as scratchgen does);
     probabilities for the GAN, critic values for WGAN-GP."""
-    model.eval()   # no dropout in D's diagnostics (as the example)
+    model.eval()   # no dropout in D's diagnostics (as the reference runs)
     fake = model.generator(normal(rng, len(x), model.latent_dim))
     read = torch.sigmoid if model.objective == "gan" else torch.clone   # hinge / WGAN: raw scores
     return {"d_real": read(model.discriminator(torch.from_numpy(x))).mean().item(),
@@ -378,7 +380,7 @@ def train(args, log=print):
     model.label_smoothing = args.label_smoothing
     rng = sg.random.rng()                     # ... and its global stream from here on
     if objective in ("gan", "hinge"):
-        rng.standard_normal((100, model.latent_dim), dtype=np.float32)   # the example's fixed_z for its pictures
+        rng.standard_normal((100, model.latent_dim), dtype=np.float32)   # examples/gan_mnist.py's fixed_z (removed)
     g_opt, d_opt = make_optimizers(model)
     ema = TorchEMA(model.generator.parameters(), args.ema) if args.ema else None
     averaged = ema.average_parameters if ema else contextlib.nullcontext
@@ -387,8 +389,8 @@ def train(args, log=print):
     if os.path.exists(log_path):
         os.remove(log_path)
     n = len(train_x)
-    # Model selection on the validation FID, in both scratchgen runs (the example keeps the best epoch's
-    # weights; `fit` restores them). Patience 0: every epoch runs.
+    # Model selection on the validation FID, in both scratchgen runs (the since-removed examples/gan_mnist.py
+    # kept the best epoch's weights; `fit` restores them). Patience 0: every epoch runs.
     best_fid, best_epoch, best_state = math.inf, args.epochs, None
     decays = []
     start = time.time()
@@ -403,7 +405,7 @@ def train(args, log=print):
                 ema.update()
             if not math.isfinite(stats["g_loss"]) or not math.isfinite(stats["d_loss"]):
                 raise FloatingPointError(f"loss became non-finite at epoch {epoch}, step {steps}: {stats}")
-            # the example averages per step; `fit` (the wgan_gp CLI run) weights by batch rows
+            # examples/gan_mnist.py (since removed) averaged per step; `fit` (the wgan_gp CLI run) weights by batch rows
             w = 1 if objective in ("gan", "hinge") else len(real)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v * w
@@ -420,7 +422,7 @@ def train(args, log=print):
                 if record["valid_fid"] < best_fid:
                     best_fid, best_epoch, best_state = record["valid_fid"], epoch, copy.deepcopy(model.state_dict())
         record["lr"] = g_opt.param_groups[0]["lr"]
-        if args.lr_decay_start and epoch == args.lr_decay_start:   # as examples/gan_mnist.py
+        if args.lr_decay_start and epoch == args.lr_decay_start:   # as examples/gan_mnist.py did (removed)
             decays = [torch.optim.lr_scheduler.LinearLR(o, 1.0, 0.0, total_iters=args.epochs - epoch + 1)
                       for o in (g_opt, d_opt)]
         for d in decays:
@@ -458,7 +460,7 @@ def train(args, log=print):
         parzen = metrics.parzen_window(draw(model, args.parzen_samples, rng), to_unit(valid_x), to_unit(test_x))
         results.update(test_parzen_ll=parzen["mean"], test_parzen_sem=parzen["sem"], parzen_sigma=parzen["sigma"],
                        parzen_samples=args.parzen_samples)
-    if clf is not None and args.is_samples:   # as examples/gan_mnist.py: 50,000 samples in 10 splits
+    if clf is not None and args.is_samples:   # as the GAN rows of bench/RESULTS.md: 50,000 samples in 10 splits
         score, std = metrics.mnist_inception_score(draw(model, args.is_samples, rng), clf)
         results["test_is"] = {"samples": args.is_samples, "splits": 10, "mean": score, "std": std}
     results["config"] = {k: v for k, v in vars(args).items() if k not in ("func", "cmd")}
@@ -495,7 +497,7 @@ def add_parsers(sub, check_name="check", train_name="train", objective=None):
     t.add_argument("--d-dropout", type=float, default=0.0, help="GAN: dropout after D's hidden layers")
     t.add_argument("--d-spectral-norm", action="store_true", help="GAN: spectral normalisation of D's layers")
     if objective == "gan":
-        t.add_argument("--hinge", action="store_true", help="the hinge loss (examples/gan_mnist.py --hinge)")
+        t.add_argument("--hinge", action="store_true", help="the hinge loss (scratchgen train gan --set loss=hinge)")
     t.add_argument("--ema", type=float, default=0.0, help="evaluate G's exponential moving average, this decay")
     t.add_argument("--lr-decay-start", type=int, default=0,
                    help="from this epoch on, decay both lrs linearly to zero at the last epoch (0: constant)")

@@ -16,15 +16,19 @@ weights, real MNIST batches):
 
     python bench/torch_models.py check
 
-Reference NICE training run (the data pipeline of examples/nice_mnist.py: fresh dequantization
-noise per batch for training, one fixed draw for validation and test; validation picks the best
-epoch; test log-likelihood in nats and bits/dim; one JSON line per epoch in DIR/metrics.jsonl):
+Reference NICE training run, with the data pipeline of the since-removed examples/nice_mnist.py
+that measured the NICE rows of bench/RESULTS.md and the nice_mnist recipe (`scratchgen train nice`,
+scratchgen/specs/nice.py, now trains the same model the same way, with its own noise seeds): fresh
+dequantization noise per batch for training, one fixed draw for validation and test; validation
+picks the best epoch; test log-likelihood in nats and bits/dim; one JSON line per epoch in
+DIR/metrics.jsonl:
 
     SCRATCHGEN_DATA=/work/shared/data python bench/torch_models.py nice --epochs 1000 --out runs/torch_nice
     python bench/torch_models.py nice --epochs 1 --limit-train 2000 --out /tmp/tn     # smoke test
 
---optimizer rmsprop, --init-range, --scale-init data, --lr-decay/--min-lr, --ema and --max-time mirror the
-example's flags of the same names (the same initial weights, S, rate per epoch and momentum switch).
+--optimizer rmsprop, --init-range, --scale-init data, --lr-decay/--min-lr, --ema and --max-time mirror that
+example's flags of the same names (the same initial weights, S, rate per epoch and momentum switch);
+`scratchgen train nice` has two of them as --set scale_init=data and --set ema=DECAY.
 
 The VAE, GAN and WGAN-GP twins are in bench/torch_vae.py and bench/torch_gan.py (their docstrings
 say what is mirrored); their subcommands can be run from here as well:
@@ -259,8 +263,9 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
                      hidden=1000, hidden_layers=5, limit_train=None, limit_eval=None, threads=None,
                      init_from_scratchgen=True, device="cpu", log=print, optimizer="adam", init_range=None,
                      scale_init="zeros", lr_decay=1.0, min_lr=1e-4, max_time=None, ema=0.0):
-    """Train TorchNICE on dequantized MNIST (50k train / 10k valid / 10k test) as examples/nice_mnist.py
-    does; return the results dict. Writes out/metrics.jsonl (one line per epoch) and out/results.json."""
+    """Train TorchNICE on dequantized MNIST (50k train / 10k valid / 10k test) as the since-removed
+    examples/nice_mnist.py did (now `scratchgen train nice`); return the results dict. Writes
+    out/metrics.jsonl (one line per epoch) and out/results.json."""
     from scratchgen.data import dequantize, load_mnist
     from scratchgen.models.nice import bits_per_dim
     if threads:
@@ -271,7 +276,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
     rng = np.random.default_rng(seed)
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
     train_u8 = flat(load_mnist("train")[0])
-    valid = dequantize(flat(load_mnist("valid")[0]), rng)   # one fixed noise draw (same order as the example)
+    valid = dequantize(flat(load_mnist("valid")[0]), rng)   # one fixed draw (order of examples/nice_mnist.py, removed)
     test = dequantize(flat(load_mnist("test")[0]), rng)
     scale_batch = dequantize(train_u8[:1000], rng) if scale_init == "data" else None
     if limit_train:
@@ -293,7 +298,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
             raise ValueError("init_range and scale_init='data' need the scratchgen initial weights (drop --torch-init)")
         model = TorchNICE(784, num_couplings, hidden, hidden_layers)
     model.to(device)
-    if optimizer == "rmsprop":   # examples/nice_mnist.py's make_optimizer, momentum switched on below
+    if optimizer == "rmsprop":   # the since-removed examples/nice_mnist.py's make_optimizer, momentum switched on below
         opt = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=0.95, eps=1e-2, momentum=0.0)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-4)
@@ -327,7 +332,7 @@ def train_torch_nice(epochs, out=None, batch_size=200, lr=1e-3, patience=20, see
     for epoch in range(1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        epoch_lr = lr * max(lr_decay ** -((epoch - 1) * n_batches), min_lr / lr)   # the example's LambdaLR
+        epoch_lr = lr * max(lr_decay ** -((epoch - 1) * n_batches), min_lr / lr)   # the removed example's LambdaLR
         for group in opt.param_groups:
             group["lr"] = epoch_lr
             if optimizer == "rmsprop" and epoch > 5:   # the authors' momentum: 0 for 5 epochs, then 0.5

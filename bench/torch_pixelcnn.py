@@ -23,10 +23,12 @@ every parameter's gradient, and the parameters after a few Adam steps, relative 
     SCRATCHGEN_DATA=/work/shared/data python bench/torch_pixelcnn.py check
     python bench/torch_pixelcnn.py check --model gated --steps 3 --batch-size 16 --double
 
-Training run, the protocol of examples/pixelcnn_mnist.py step for step (same flags, same batch
-order, same initial weights -- scratchgen's model built with the same seed and loaded -- the whole
-validation split every --eval-every images, early stopping, --hours budget, test NLL of the
-best-validation model; metrics.jsonl, results.json, curve.png, samples.png):
+Training run, step for step the protocol of the since-removed examples/pixelcnn_mnist.py that measured
+the pixelcnn_small and gated_pixelcnn_small recipes; `scratchgen train pixelcnn` / `gated_pixelcnn`
+(scratchgen/specs/pixelcnn.py) now train the same models, validating once per epoch. The twin keeps
+that protocol: same flags, same batch order, same initial weights (scratchgen's model built with the
+same seed and loaded), the whole validation split every --eval-every images, early stopping, --hours
+budget, test NLL of the best-validation model; metrics.jsonl, results.json, curve.png, samples.png:
 
     python bench/torch_pixelcnn.py train --model pixelcnn --hours 2 --threads 1 --out runs/torch_pixelcnn_2h
     python bench/torch_pixelcnn.py train --model gated --epochs 1 --limit-train 256 --limit-eval 128 \\
@@ -263,7 +265,8 @@ def autoregressive_sample(model, n, shape=(1, 28, 28), seed=None):
 
 # -- scratchgen <-> torch ---------------------------------------------------------------------------
 def build_scratchgen(model, channels, blocks, out_channels=64):
-    """The scratchgen model examples/pixelcnn_mnist.py builds (`model`: 'pixelcnn' or 'gated')."""
+    """The scratchgen model `scratchgen train pixelcnn` / `gated_pixelcnn` builds (`model`: 'pixelcnn' or
+    'gated'; `blocks` is the gated model's `layers`)."""
     if model == "pixelcnn":
         from scratchgen.models.pixelcnn import PixelCNN
         return PixelCNN(1, channels=channels, blocks=blocks, out_channels=out_channels)
@@ -423,7 +426,7 @@ def check_main(args):
     return 0 if ok else 1
 
 
-# -- training (examples/pixelcnn_mnist.py's protocol) ------------------------------------------------
+# -- training (the protocol of the since-removed examples/pixelcnn_mnist.py) --------------------------
 def images(split, limit=None):
     from scratchgen.data import load_binarized_mnist
     x = load_binarized_mnist(split)
@@ -461,7 +464,7 @@ def train(args, log=print):
     valid_x, test_x = images("valid", args.limit_eval), images("test", args.limit_eval)
     if args.torch_init:
         model = build_torch(args.model, args.channels, args.blocks, args.out_channels)
-    else:  # scratchgen's initial weights: its model built after seed_everything(seed), as the example does
+    else:  # scratchgen's initial weights: its model built after seed_everything(seed), as the reference runs did
         model = pair(args.model, args.channels, args.blocks, args.out_channels, args.seed)[1]
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     log(model, f"\n{sum(q.numel() for q in model.parameters()):,} parameters; torch {torch.__version__}, "
@@ -546,7 +549,7 @@ def main(argv=None):
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--json", default=None, help="write the per-step numbers here")
 
-    t = sub.add_parser("train", help="train the torch twin with examples/pixelcnn_mnist.py's protocol")
+    t = sub.add_parser("train", help="train the torch twin with the protocol of the runs behind the pixelcnn recipes")
     t.add_argument("--model", choices=["pixelcnn", "gated"], default="pixelcnn")
     t.add_argument("--channels", type=int, default=None, help="2h for PixelCNN (64), p for gated (32)")
     t.add_argument("--blocks", type=int, default=None, help="residual blocks (7) or gated layers (8)")

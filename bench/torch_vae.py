@@ -13,7 +13,8 @@ generator with the same calls scratchgen makes, so both frameworks can see the s
     SCRATCHGEN_DATA=/work/shared/data python bench/torch_vae.py train --epochs 25 --iwae-k 5000 --out runs/vae_torch_e25
     python bench/torch_vae.py train --epochs 1 --limit-train 2000 --iwae-k 10 --iwae-examples 200 --out /tmp/tv  # smoke
 
-`train` mirrors examples/vae_mnist.py: Larochelle's binarized MNIST via scratchgen.data (or
+`train` mirrors the since-removed examples/vae_mnist.py that measured the vae_iwae recipe (now
+`scratchgen train vae`, scratchgen/specs/vae.py): Larochelle's binarized MNIST via scratchgen.data (or
 --binarization dynamic), the same initial weights (a scratchgen VAE built after seeding, copied
 over), the same batch order (scratchgen's DataLoader permutation), the same eps stream (scratchgen's
 global generator after the model's init, as `VAE.training_loss` draws it), the validation ELBO with
@@ -206,7 +207,7 @@ def train(args, log=print):
         f"({len(train_x)}/{len(valid)}/{len(test)})")
     _, model = vae_pair(args.hidden, args.latent)      # scratchgen's initial weights under this seed
     eps_rng = sg.random.rng()        # the global stream VAE.training_loss draws from, after the init
-    binarize = np.random.default_rng(args.seed + 1)   # dynamic binarization, as the example
+    binarize = np.random.default_rng(args.seed + 1)   # dynamic binarization, as examples/vae_mnist.py did
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     metrics_path = os.path.join(args.out, "metrics.jsonl")
     if os.path.exists(metrics_path):
@@ -288,7 +289,7 @@ def add_parsers(sub, check_name="check", train_name="train"):
     c.add_argument("--json", default=None, help="write the per-step numbers here")
     c.add_argument("--float64", action="store_true", help="models, data and eps in float64 (see check())")
     c.set_defaults(func=check_main)
-    t = sub.add_parser(train_name, help="train the torch VAE as examples/vae_mnist.py does")
+    t = sub.add_parser(train_name, help="train the torch VAE as the run behind the vae_iwae recipe")
     t.add_argument("--epochs", type=int, default=25)
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--lr", type=float, default=1e-3)
