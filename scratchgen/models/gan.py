@@ -134,7 +134,7 @@ class GAN(nn.Module):
     (real targets 1 - s). n_critic: discriminator steps per generator step (k, Algorithm 1).
     top_k: the fraction of each generator batch that L_G averages over, the samples D rates
     most realistic (Sinha et al., 2020, "Top-k training of GANs"); 1.0 uses them all. A
-    training loop may lower it as training goes (`examples/gan_mnist.py --top-k-min`).
+    training loop may lower it as training goes.
     """
     n_critic = 1
 

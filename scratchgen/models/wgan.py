@@ -26,7 +26,7 @@ Algorithm 1; beta1 = 0.5 in the released code, the default here). The penalty is
 weights through grad_{x^} f, computed with create_graph=True (double backprop). The critic
 must not use batch normalisation, which would couple the examples the penalty treats apart.
 
-The toy experiments (Figure 1; `scratchgen train wgan_gp_toy`, examples/wgan_gp_toy.py):
+The toy experiments (Figure 1; `scratchgen train wgan_gp_toy`, the wgan_gp_toy recipe):
 2-D data (8 Gaussians, 25 Gaussians, Swiss roll), G: 2 -> 512 -> 512 -> 512 -> 2 and
 critic 2 -> 512 -> 512 -> 512 -> 1, ReLU, noise z ~ N(0, I_2), batch 256, as in the
 released gan_toy.py (which uses lambda = 0.1 for the toy sets; the paper's 10 is the default

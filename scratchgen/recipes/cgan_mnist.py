@@ -9,7 +9,7 @@ RECIPE = Recipe(
     data="MNIST 50k/10k/10k in [-1, 1]; FID against the test digits",
     budget="100 epochs, best validation FID",
     cpu_minutes=25, gpu_minutes=None,
-    measured="FID 8.25, IS 9.21, 2-core Xeon, examples/cgan_mnist.py with these settings (session 5)",
+    measured="FID 8.25, IS 9.21, 2-core Xeon, the since-removed examples/cgan_mnist.py with these settings (session 5)",
     docs="docs/models/gan.md",
     smoke=dict(epochs=1, limit_train=256, limit_eval=128, eval_samples=128, parzen_samples=0),
 )

@@ -9,7 +9,7 @@ RECIPE = Recipe(
     data="binarized MNIST, Larochelle's fixed 50k/10k/10k",
     budget="1 epoch of a 24,945-parameter model",
     cpu_minutes=35, gpu_minutes=None,
-    measured="98.06 (PyTorch twin 98.06), 2-core Xeon, 1 thread, examples/pixelcnn_mnist.py --model gated",
+    measured="98.06 (PyTorch twin 98.06), 2-core Xeon, 1 thread, the since-removed examples/pixelcnn_mnist.py --model gated",
     docs="docs/models/pixelcnn.md",
     smoke=dict(epochs=1, channels=4, layers=2, out_channels=4, limit_train=64, limit_eval=32),
 )

@@ -10,7 +10,7 @@ RECIPE = Recipe(
     data="binarized MNIST, Larochelle's fixed 50k/10k/10k",
     budget="100 epochs, learning rate x0.1 at epoch 90, EMA 0.999 validated and tested",
     cpu_minutes=60, gpu_minutes=None,
-    measured="87.74 (seed 0; seed 1: 87.71), 2-core Xeon, 1 thread, examples/made_mnist.py with these settings (session 5)",
+    measured="87.74 (seed 0; seed 1: 87.71), 2-core Xeon, 1 thread, the since-removed examples/made_mnist.py with these settings (session 5)",
     docs="docs/models/made.md",
     smoke=dict(epochs=1, hidden=[32], limit_train=256, limit_eval=128),
 )

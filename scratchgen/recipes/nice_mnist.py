@@ -10,7 +10,7 @@ RECIPE = Recipe(
     data="MNIST 50k/10k/10k, dequantized (x + U[0,1)) / 256",
     budget="70 epochs, EMA 0.9995 validated and tested",
     cpu_minutes=50, gpu_minutes=None,
-    measured="2010.0 nats = 4.301 bits/dim, 2-core Xeon, 1 thread, 105 min, examples/nice_mnist.py with these settings "
+    measured="2010.0 nats = 4.301 bits/dim, 2-core Xeon, 1 thread, 105 min, the since-removed examples/nice_mnist.py with these settings "
              "(session 8); the PyTorch twin: 2011.18",
     docs="docs/models/nice.md",
     smoke=dict(epochs=1, hidden=32, hidden_layers=1, limit_train=256, limit_eval=128),

@@ -9,7 +9,7 @@ RECIPE = Recipe(
     data="binarized MNIST, Larochelle's fixed 50k/10k/10k",
     budget="2 epochs of a 19,649-parameter model",
     cpu_minutes=40, gpu_minutes=None,
-    measured="96.16 (PyTorch twin 96.26), 2-core Xeon, 1 thread, examples/pixelcnn_mnist.py with these settings",
+    measured="96.16 (PyTorch twin 96.26), 2-core Xeon, 1 thread, the since-removed examples/pixelcnn_mnist.py with these settings",
     docs="docs/models/pixelcnn.md",
     smoke=dict(epochs=1, channels=4, blocks=1, out_channels=4, limit_train=64, limit_eval=32),
 )

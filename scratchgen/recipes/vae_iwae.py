@@ -10,7 +10,7 @@ RECIPE = Recipe(
     data="binarized MNIST, Larochelle's fixed 50k/10k/10k",
     budget="25 epochs (the paper's budget is 3,280 passes), then IWAE k=5000 on all 10k test digits",
     cpu_minutes=30, gpu_minutes=None,
-    measured="93.11 (test ELBO -99.21), 2-core Xeon, 1 thread, examples/vae_mnist.py with these settings; "
+    measured="93.11 (test ELBO -99.21), 2-core Xeon, 1 thread, the since-removed examples/vae_mnist.py with these settings; "
              "the PyTorch twin: 92.91",
     docs="docs/models/vae.md",
     smoke=dict(epochs=1, hidden=[32], latent=4, iwae_k=4, limit_train=256, limit_eval=64),

@@ -77,7 +77,7 @@ MEANING = {
     "codes": "categorical code size of InfoGAN",
     "info_weight": "weight of InfoGAN's mutual-information term",
     # toy data
-    "toy": "toy data set: eight_gaussians, twenty_five_gaussians, swiss_roll, ...",
+    "toy": "toy data set: eight_gaussians, twentyfive_gaussians, swiss_roll, ...",
     "n_train": "training points drawn from the toy distribution",
 }
 
