@@ -133,7 +133,7 @@ def cuda():
     0.30.4, its last release (the project is in maintenance mode and declined the fix), registers
     an overload for it when imported, so `from numba import cuda` fails with the NumPy a fresh
     install gets. The alias is put back first, only where it is missing: that is all numba-cuda
-    needs (the GPU runs in bench/RESULTS.md used the same alias), and pinning NumPy below 2.5 for
+    needs, and pinning NumPy below 2.5 for
     the `gpu` extra would hold back every other package in the environment."""
     if not hasattr(np, "row_stack"):
         np.row_stack = np.vstack

@@ -10,7 +10,7 @@ Q(c | x) shares D's hidden layers and adds one linear head of K logits (Sec. 6).
 minimise lambda * CE(Q(G(z)), c) on top of their GAN losses (H(c) is a constant), lambda = 1
 for discrete codes. No labels are used; the paper's MNIST code picks up the digit class (with
 convolutional networks), which would give G ten separate regions of z instead of one connected
-one. With the MLPs here it only half does (bench/RESULTS.md).
+one. With the MLPs here it only half does (docs/models/gan.md).
 """
 from .. import nn
 from ..creation import randn

@@ -20,7 +20,7 @@ double backward through a convolutional critic needs nothing more.
 Layout of the primitives ("rows"): one row per window position (n, out_y, out_x), one column per
 (tap i, tap j, channel), channels last, and a leading group axis: (G, N*L, kh*kw*C/G), with
 L = out_h*out_w. Channels last makes the inner loop of the gather and of the scatter-add a
-contiguous run of channels (NCHW order would give runs of out_w, a few elements: 3x slower), and
+contiguous run of channels (NCHW order would give runs of out_w, a few elements), and
 N*L rows make the product with the weight one large BLAS call instead of N small ones. Tensors
 outside these functions stay (N, C, H, W) and contiguous.
 
