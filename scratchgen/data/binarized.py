@@ -17,7 +17,7 @@ import numpy as np
 
 from .amat import PIXELS, parse_amat_values
 from .cache import load_parsed
-from .mnist import load_mnist
+from .mnist import first_rows, load_mnist
 from .paths import dataset_dir, find_file, load_verified
 from .transforms import dynamic_binarize, to_unit
 
@@ -51,7 +51,7 @@ def load_binarized_mnist(split, root=None, limit=None):
 
     # the first copy (.amat, then .amat.gz) whose content is the published file's
     bits = load_verified(folder, f"binarized_mnist_{split}.amat", "binarized_mnist", load)
-    bits = bits[:limit] if limit else bits
+    bits, = first_rows(limit, bits)
     return np.unpackbits(bits, axis=1, count=PIXELS).astype(np.float32)
 
 
@@ -88,8 +88,7 @@ def load_binarized(split, root=None, limit=None):
         _announced.add(folder)
         log.warning("binarized MNIST not found in %s; using %s. Fetch Larochelle's with "
                     "`scratchgen data download binarized_mnist`.", folder, _fallback_words(root))
-    images, _ = load_mnist(split, root)
-    images = images[:limit] if limit else images
+    images, _ = load_mnist(split, root, limit=limit)
     unit = to_unit(images).reshape(len(images), PIXELS)
     draw = np.random.default_rng([FALLBACK_SEED, sorted(ROWS).index(split)])
     return (draw.random(unit.shape) < unit).astype(np.float32)

@@ -130,9 +130,7 @@ class AdversarialSpec(ModelSpec):
 
 def _mnist_symmetric(split, limit=None):
     from ..data import load_mnist, to_symmetric
-    images, labels = load_mnist(split)
-    if limit:
-        images, labels = images[:limit], labels[:limit]
+    images, labels = load_mnist(split, limit=limit)
     return to_symmetric(images).reshape(len(images), -1), np.asarray(labels, np.int64)
 
 
