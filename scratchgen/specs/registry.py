@@ -49,6 +49,7 @@ class ModelSpec:
     patience = None  # epochs without improvement before stopping (None: never stop early)
     n_samples = 64  # how many samples `visualize` draws into samples.png
     options = {}  # settings read with a fallback in the code, not in `defaults` ({key: fallback})
+    setting_help = {}  # {key: meaning} of settings only this model has (shared ones: settings.MEANING)
 
     BASE_DEFAULTS = dict(epochs=10, batch_size=128, lr=1e-3, seed=0, weight_decay=0.0, ema=0.0, schedule="none")
 

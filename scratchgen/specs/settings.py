@@ -4,7 +4,8 @@ and the check that turns a user's mistake into a one-line error instead of a sil
 A model's settings are its config keys (`ModelSpec.BASE_DEFAULTS`, its `defaults`, and its
 `options`: keys with a fallback in the code). A value must have its default's type: a number
 where the default is a number, true/false for a flag, a list for a list; a setting whose default
-is None takes anything. `scratchgen models NAME` prints the table.
+is None takes anything. `scratchgen models NAME` prints the table. A spec explains settings of its
+own in its `setting_help` ({key: meaning}); shared ones are explained in MEANING.
 """
 import difflib
 import numbers
@@ -140,7 +141,12 @@ def check_settings(model, spec, given):
                                f"{known[key]!r} (`scratchgen models {model}` lists the settings)")
 
 
+def meaning(spec, key):
+    """What setting `key` means: the spec's own `setting_help` entry, else the shared table."""
+    return {**MEANING, **(getattr(spec, "setting_help", None) or {})}.get(key, "")
+
+
 def describe_settings(spec):
     """Rows (key, type, default, meaning) for `scratchgen models NAME`."""
-    return [(k, _type_name(v), "None" if v is None else repr(v), MEANING.get(k, ""))
+    return [(k, _type_name(v), "None" if v is None else repr(v), meaning(spec, k))
             for k, v in settings_of(spec).items()]
