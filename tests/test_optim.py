@@ -1,5 +1,6 @@
 """sg.optim: update rules vs. their equations, Numba vs. NumPy kernels, convergence, state dicts,
-schedulers, gradient clipping, zero_grad, param groups and re-linking of replaced parameter arrays."""
+schedulers, gradient clipping, zero_grad, param groups, and updates in place on the user's own
+parameter arrays (never rebound), whatever their layout."""
 import contextlib
 import io
 import math
@@ -214,7 +215,7 @@ def test_numba_matches_numpy_reference(rule, kw, n, dtype):
                                       lambda p: optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True),
                                       lambda p: optim.RMSProp(p, lr=1e-2, centered=True, momentum=0.5)])
 def test_optimizer_numba_matches_numpy_path(make_opt):
-    shapes = [(300, 250), (200,), (7, 3, 5), (), (70000,)]  # two above DIRECT_MIN: read in place
+    shapes = [(300, 250), (200,), (7, 3, 5), (), (70000,)]
     rng = np.random.default_rng(2)
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]
@@ -307,7 +308,7 @@ STATEFUL = [
 @pytest.mark.parametrize("make_opt", STATEFUL)
 def test_state_dict_resume_gives_identical_trajectory(make_opt):
     rng = np.random.default_rng(3)
-    shapes = [(5, 3), (3,), (800, 700), (2, 2)]  # 560000 > DIRECT_MIN, PARALLEL_MIN: those paths too
+    shapes = [(5, 3), (3,), (800, 700), (2, 2)]  # 560000 > PARALLEL_MIN: the parallel kernel too
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(8)]
 
@@ -478,37 +479,6 @@ def test_param_groups_lr_and_defaults():
         optim.SGD(p, lr=0.1)
 
 
-def test_params_share_one_flat_buffer_per_dtype():
-    p = sg.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    q = sg.tensor(np.arange(3.0), requires_grad=True)
-    h = sg.tensor(np.arange(2, dtype=np.float32), requires_grad=True)
-    opt = optim.Adam([p, q, h], lr=0.1)
-    np.testing.assert_array_equal(p.data, np.arange(6.0).reshape(2, 3))  # values kept
-    assert np.shares_memory(p.data.base, q.data) and not np.shares_memory(p.data, h.data)
-    assert h.dtype == np.float32 and len(opt._buckets[0]) == 2
-    for x in (p, q, h):
-        x.grad = Tensor(np.ones(x.shape, x.dtype))
-    opt.step()
-    np.testing.assert_allclose(p.data, np.arange(6.0).reshape(2, 3) - 0.1, rtol=1e-6)
-    np.testing.assert_allclose(h.data, np.arange(2) - 0.1, rtol=1e-6)
-
-
-def test_relink_after_data_replaced():
-    p = sg.tensor(np.zeros(4), requires_grad=True)
-    q = sg.tensor(np.zeros((2, 2)), requires_grad=True)
-    opt = optim.SGD([p, q], lr=0.5)
-    flat = p.data.base
-    p.data = np.full(4, 10.0)  # e.g. a checkpoint load that assigns instead of copying
-    p.grad, q.grad = Tensor(np.ones(4)), Tensor(np.ones((2, 2)))
-    opt.step()
-    np.testing.assert_allclose(p.data, 9.5)
-    np.testing.assert_allclose(q.data, -0.5)
-    assert p.data.base is flat and np.shares_memory(p.data, flat)
-    p.data = np.zeros(5)
-    with pytest.raises(RuntimeError, match="changed"):
-        opt.step()
-
-
 def test_params_without_grad_are_skipped_with_their_own_step_count():
     p = sg.tensor(np.ones(3), requires_grad=True)
     q = sg.tensor(np.ones(2), requires_grad=True)
@@ -547,21 +517,222 @@ def test_step_closure_and_repr():
     assert "lr: 0.25" in repr(opt)
 
 
-def test_large_params_read_grads_in_place_any_layout():
-    from scratchgen.optim.optimizer import DIRECT_MIN
-    big = sg.tensor(np.ones((2, DIRECT_MIN), np.float32), requires_grad=True)
-    small = sg.tensor(np.ones(3, np.float32), requires_grad=True)
-    opt = optim.SGD([big, small], lr=0.5, momentum=0.5)
-    b = opt._buckets[0][0]
-    assert b.params == [small, big] and b.grad.size == 3  # small first; only they are gathered
-    assert np.shares_memory(big.data, b.flat) and np.shares_memory(small.data, b.flat)
-    for _ in range(2):  # a transposed float64 gradient: cast and made contiguous on the way in
-        big.grad = Tensor(np.ones((DIRECT_MIN, 2)).T)
-        small.grad = Tensor(np.ones(3, np.float32))
+# ---------------------------------------------------------------------------------------------------------
+# (10) The optimizer updates the user's own arrays: it never rebinds p.data (issue #24, item 7).
+# ---------------------------------------------------------------------------------------------------------
+EVERY_RULE = {  # each rule with all of its state switched on
+    "sgd": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "rmsprop": lambda ps: optim.RMSProp(ps, lr=0.01, centered=True, momentum=0.5, weight_decay=0.01),
+    "adagrad": lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
+    "adam": lambda ps: optim.Adam(ps, lr=0.1, amsgrad=True, weight_decay=0.01),
+    "adamw": lambda ps: optim.AdamW(ps, lr=0.1, weight_decay=0.1),
+}
+
+
+def _grads(shapes, steps, dtype=np.float64, seed=4):
+    rng = np.random.default_rng(seed)
+    return [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(steps)]
+
+
+@pytest.mark.parametrize("name", list(EVERY_RULE))
+def test_construction_and_step_keep_the_users_arrays(name):
+    arrays = [np.arange(6.0).reshape(2, 3), np.arange(3.0), np.array(2.0), np.arange(2, dtype=np.float32)]
+    ps = [sg.nn.Parameter(a) for a in arrays]
+    assert all(p.data is a for p, a in zip(ps, arrays))
+    opt = EVERY_RULE[name](ps)
+    assert all(p.data is a for p, a in zip(ps, arrays))      # construction rebinds nothing ...
+    np.testing.assert_array_equal(arrays[0], np.arange(6.0).reshape(2, 3))   # ... nor changes values
+    before = [a.copy() for a in arrays]
+    for gs in _grads([a.shape for a in arrays], 3):
+        for p, g in zip(ps, gs):
+            p.grad = Tensor(g.astype(p.dtype))
         opt.step()
-    np.testing.assert_allclose(big.data, 1 - 0.5 - 0.5 * 1.5)
-    np.testing.assert_allclose(small.data, 1 - 0.5 - 0.5 * 1.5)
-    assert opt.state_dict()["state"]["0"]["momentum_buffer"].shape == (2, DIRECT_MIN)
+        assert all(p.data is a for p, a in zip(ps, arrays))  # nor does a step: it writes into them
+    assert all(not np.array_equal(a, b) for a, b in zip(arrays, before))
+    assert arrays[3].dtype == np.float32 and arrays[2].shape == ()
+    for p in ps:                                              # state lives beside, shaped like each parameter
+        assert all(v.shape == p.shape and not np.shares_memory(v, p.data)
+                   for k, v in opt.state[p].items() if k != "step")
+
+
+def test_a_write_into_the_users_array_is_seen_by_the_next_step():
+    a = np.zeros(4)
+    p = sg.nn.Parameter(a)
+    opt = optim.SGD([p], lr=0.5)
+    a[...] = 10.0                    # after the optimizer was built, through the user's own reference
+    p.grad = Tensor(np.ones(4))
+    opt.step()
+    np.testing.assert_array_equal(a, 9.5)
+    a[:2] = 0.0                      # and between steps
+    opt.step()
+    np.testing.assert_array_equal(a, [-0.5, -0.5, 9.0, 9.0])
+    assert p.data is a
+
+
+def test_step_stamps_the_version_clock():
+    p = sg.nn.Parameter(np.ones(3))
+    opt = optim.SGD([p], lr=0.1)
+    y = (p * p).sum()                # saves p for backward
+    p.grad = Tensor(np.ones(3))
+    opt.step()
+    with pytest.raises(RuntimeError):
+        y.backward()                 # p changed in place after the graph saved it
+
+
+def test_data_replaced_between_steps_is_updated_where_it_now_is():
+    p = sg.nn.Parameter(np.zeros(4))
+    q = sg.nn.Parameter(np.zeros((2, 2)))
+    opt = optim.SGD([p, q], lr=0.5, momentum=0.5)
+    for x in (p, q):
+        x.grad = Tensor(np.ones(x.shape))
+    opt.step()
+    new = np.full(4, 10.0)
+    p.data = new                     # e.g. a checkpoint load that assigns instead of copying
+    opt.step()
+    assert p.data is new             # updated where it is, momentum carried over
+    np.testing.assert_array_equal(new, 10.0 - 0.5 * 1.5)
+    np.testing.assert_array_equal(q.data, -0.5 - 0.5 * 1.5)
+    for bad in (np.zeros(5), np.zeros(4, np.float32)):
+        p.data = bad
+        with pytest.raises(RuntimeError, match="changed"):
+            opt.step()
+    p.data = np.broadcast_to(np.zeros(1), (4,))
+    with pytest.raises(ValueError, match="read-only"):
+        opt.step()
+
+
+LAYOUTS = {  # parameter arrays whose reshape(-1) is not a view, and a 0-d one
+    "transposed": lambda x: x.copy().T,
+    "strided": lambda x: x.copy()[:, ::2],
+    "0-d": lambda x: np.array(x[0, 0]),
+    "size-0": lambda x: x[:0].copy(),
+}
+
+
+@pytest.mark.parametrize("name", list(EVERY_RULE))
+def test_non_contiguous_and_0d_parameters(name):
+    rng = np.random.default_rng(5)
+    arrays = [make(rng.standard_normal((6, 8))) for make in LAYOUTS.values()]
+    parents = [a.base.copy() if a.base is not None else None for a in arrays]
+    ps = [sg.nn.Parameter(a) for a in arrays]
+    refs = [sg.nn.Parameter(a.copy(order="C")) for a in arrays]   # the same values, C-contiguous
+    opt, ref_opt = EVERY_RULE[name](ps), EVERY_RULE[name](refs)
+    for gs in _grads([a.shape for a in arrays], 3):
+        for p, r, g in zip(ps, refs, gs):
+            p.grad, r.grad = Tensor(g), Tensor(g.copy())
+        opt.step()
+        ref_opt.step()
+    for a, p, r, parent in zip(arrays, ps, refs, parents):
+        assert p.data is a
+        np.testing.assert_array_equal(a, r.data)               # the same arithmetic, every layout
+        assert opt.state[p]["step"] == 3
+    assert not np.array_equal(arrays[0], parents[0].T)         # it moved
+    strided_parent = arrays[1].base                             # the columns the view skips are untouched
+    np.testing.assert_array_equal(strided_parent[:, 1::2], parents[1][:, 1::2])
+    sd = npz_roundtrip(opt.state_dict())
+    for k, a in enumerate(arrays):
+        assert all(np.shape(v) == a.shape for n, v in sd["state"][str(k)].items() if n != "step")
+
+
+def test_gradients_of_any_layout_and_dtype_are_read_not_written():
+    w = sg.nn.Parameter(np.ones((3, 4), np.float32))
+    big = sg.nn.Parameter(np.ones(optim_step.PARALLEL_MIN + 3, np.float32))   # the parallel kernel
+    opt = optim.Adam([w, big], lr=0.5, weight_decay=0.1)
+    gw = np.ones((4, 3)).T                                      # float64 and transposed: converted on the way in
+    gb = np.full(big.shape, 2.0, np.float32)                    # read where it lies
+    for _ in range(2):
+        w.grad, big.grad = Tensor(gw), Tensor(gb)
+        opt.step()
+    np.testing.assert_array_equal(gw, 1.0)                      # weight decay did not write into them
+    np.testing.assert_array_equal(gb, 2.0)
+    ref = sg.nn.Parameter(np.ones(12, np.float32))
+    ref_opt = optim.Adam([ref], lr=0.5, weight_decay=0.1)
+    for _ in range(2):
+        ref.grad = Tensor(np.ones(12, np.float32))
+        ref_opt.step()
+    np.testing.assert_array_equal(w.data.reshape(-1), ref.data)
+    assert w.data.dtype == np.float32 and opt.state[w]["exp_avg"].dtype == np.float32
+    with pytest.raises(ValueError, match="gradient of shape"):
+        w.grad = Tensor(np.ones((4, 3), np.float32))
+        opt.step()
+
+
+@pytest.mark.parametrize("name", list(EVERY_RULE))
+def test_every_rule_numba_matches_numpy_reference_on_mixed_layouts(name):
+    rng = np.random.default_rng(6)
+    init = [rng.standard_normal((30, 20)).astype(np.float32).T, rng.standard_normal(7).astype(np.float32),
+            np.array(0.5, np.float32), rng.standard_normal((70000,)).astype(np.float32)]
+    grads = _grads([a.shape for a in init], 4, np.float32)
+    finals = []
+    for impl in ("numba", "numpy"):
+        with force_impl(impl, "optim"):
+            arrays = [a.copy(order="K") for a in init]
+            ps = [sg.nn.Parameter(a) for a in arrays]
+            opt = EVERY_RULE[name](ps)
+            for gs in grads:
+                for p, g in zip(ps, gs):
+                    p.grad = Tensor(g)
+                opt.step()
+            assert all(p.data is a for p, a in zip(ps, arrays))
+        finals.append(arrays)
+    for x, y in zip(*finals):
+        assert x.dtype == np.float32
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+def test_state_is_live_and_state_dict_round_trips():
+    p, q = sg.nn.Parameter(np.ones((2, 3))), sg.nn.Parameter(np.ones(()))
+    opt = optim.Adam([{"params": [p]}, {"params": [q], "lr": 0.01}], lr=0.1)
+    for x in (p, q):
+        x.grad = Tensor(np.full(x.shape, 0.5))
+    opt.step()
+    m = opt.state[p]["exp_avg"]
+    assert m.shape == (2, 3) and opt.state[q]["exp_avg"].shape == ()
+    opt.step()
+    np.testing.assert_allclose(m, 0.5 * (1 - 0.9 ** 2))       # a live view of the state
+    sd = npz_roundtrip(opt.state_dict())
+    p2, q2 = sg.nn.Parameter(p.data.copy()), sg.nn.Parameter(q.data.copy())
+    arrays = (p2.data, q2.data)
+    opt2 = optim.Adam([{"params": [p2]}, {"params": [q2]}], lr=0.1)
+    opt2.load_state_dict(sd)
+    assert p2.data is arrays[0] and q2.data is arrays[1]
+    assert opt2.param_groups[1]["lr"] == 0.01 and opt2.state[q2]["step"] == 2
+    sd["state"]["0"]["exp_avg"][...] = 7.0                      # loaded as a copy
+    assert not np.any(opt2.state[p2]["exp_avg"] == 7.0)
+    for x, y in ((p, p2), (q, q2)):
+        x.grad, y.grad = Tensor(np.full(x.shape, -0.25)), Tensor(np.full(x.shape, -0.25))
+    opt.step()
+    opt2.step()
+    np.testing.assert_array_equal(p.data, p2.data)
+    np.testing.assert_array_equal(q.data, q2.data)
+    assert p2.data is arrays[0] and q2.data is arrays[1]
+
+
+def test_loads_the_state_dict_layout_that_checkpoints_hold():
+    """The layout written by every version so far (flat-buffer versions included), as an npz checkpoint
+    gives it back: 0-d arrays for numbers, betas as an array, string keys."""
+    x = sg.nn.Parameter(X0.copy())
+    opt = optim.Adam([x], lr=0.1)
+    At, Bt = sg.tensor(A), sg.tensor(B)
+    xx, m, v = X0.copy(), np.zeros(4), np.zeros(4)
+    for t in (1, 2):                                           # two Adam steps by hand
+        g = quad_grad(xx)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g ** 2
+        xx = xx - 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    saved = {"type": np.array("Adam"),
+             "state": {"0": {"step": np.array(2), "exp_avg": m, "exp_avg_sq": v}},
+             "param_groups": {"0": {"lr": np.array(0.1), "betas": np.array([0.9, 0.999]), "eps": np.array(1e-8),
+                                    "weight_decay": np.array(0), "amsgrad": np.array(False),
+                                    "bias_correction": np.array(True), "params": np.array([0])}}}
+    x.data[...] = xx
+    opt.load_state_dict(saved)
+    for _ in range(STEPS - 2):
+        f = 0.5 * (x * (At @ x)).sum() - (Bt * x).sum()
+        opt.zero_grad()
+        f.backward()
+        opt.step()
+    np.testing.assert_allclose(x.data, adam_equations(0.1)[-1], rtol=1e-11, atol=1e-13)
+    assert opt.state[x]["step"] == STEPS and opt.param_groups[0]["betas"] == (0.9, 0.999)
 
 
 # -- EMA of parameters ---------------------------------------------------------------------------
@@ -581,7 +752,7 @@ def test_ema_follows_its_recursion_and_swaps_weights_in_and_out():
     view = w.data
     with ema.average_parameters():
         np.testing.assert_allclose(w.data, expected)
-        assert w.data is view             # written in place: the optimizer's flat-buffer view survives
+        assert w.data is view             # written in place: the array the user holds stays the parameter's
     np.testing.assert_array_equal(w.data, live)
     assert ema.num_updates == 3
 

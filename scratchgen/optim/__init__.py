@@ -1,7 +1,8 @@
 """Optimizers (SGD, RMSProp, Adam, AdamW, Adagrad), learning-rate schedulers, gradient clipping and
 parameter averaging (EMA).
 
-Updates run as one fused Numba kernel per (param group, dtype) over flat buffers: see optimizer.py.
+Each step runs one fused Numba kernel per parameter, in place on the parameter's own array: the
+optimizer never rebinds `p.data` (the array a user holds stays the parameter's). See optimizer.py.
 """
 from . import lr_scheduler
 from .adagrad import Adagrad

@@ -32,7 +32,7 @@ class EMA:
         self.num_updates += 1
 
     def copy_to(self, parameters=None):
-        """Write the averages into the parameters' arrays in place (optimizer views stay valid)."""
+        """Write the averages into the parameters' arrays in place (anyone holding them sees the averages)."""
         for s, p in zip(self.shadow, self.params if parameters is None else list(parameters)):
             p.data[...] = s
 

@@ -1,21 +1,30 @@
-"""Optimizer base class: parameter groups, flat buffers, one fused update per buffer, state dicts.
+"""Optimizer base class: parameter groups, per-parameter state, one fused update per parameter, state dicts.
 
-Layout. At construction every parameter of a group is re-homed into ONE flat buffer per (device, dtype):
-`p.data` becomes a view `flat[o:o+n].reshape(shape)`, and the optimizer state (m, v, ...) lives in flat
-buffers of the same layout. Small parameters (< DIRECT_MIN elements) come first: a step gathers their
-gradients into one flat grad buffer and runs ONE fused kernel (scratchgen.kernels.optim_step) over
-that whole region; each large parameter gets one more kernel call on its slice that reads its gradient
-where it lies. So an MLP costs a handful of kernel calls, and no large gradient is copied: the copy
-would add 8 bytes of memory traffic per float32 element to the 20 (SGD) or 28 (Adam) of the update.
+Layout. The optimizer never replaces a parameter's array: after `opt = Adam(params)` and after every
+`opt.step()`, `p.data` is the same object the user created, and the update lands in it. For each
+parameter the optimizer keeps its step count and its state (m, v, ...) as 1-D arrays of the
+parameter's size, dtype and device. A step runs ONE fused kernel per parameter
+(scratchgen.kernels.optim_step: a single pass over the parameter, its gradient and its state) on
+`p.data.reshape(-1)`, which for a C-contiguous array is a view of the user's array, and reads the
+gradient where it lies (a gradient of another dtype or layout is converted first). A parameter
+whose array has no 1-D view (a transposed or strided view) is updated in a contiguous copy that is
+then written back into its array, so every layout gets the same arithmetic.
+
+Why not one flat buffer per group, as earlier versions kept (every `p.data` rebound to a view of
+it, so that all small parameters shared one kernel call): a kernel call per parameter adds a fixed
+dispatch cost per tensor, which is lost in the training step of the models measured
+(bench/step_time.py; bench/bench_optim.py times the optimizer step alone), while rebinding
+broke the array the user held (writes into it no longer reached the parameter, and `p.data` was
+no longer the object they created). No flat mode is offered: it did not pay.
 
 Rules kept from PyTorch:
 - a parameter whose `.grad` is None is skipped (neither it nor its state changes), and every parameter
-  counts its own steps (Adam's bias correction uses that count). When every gradient is present and
-  all step counts agree (the usual case) the fused path above runs; otherwise the same kernel runs once
-  per parameter that has a gradient, on its slices of the flat buffers.
-- if `p.data` was replaced by a new array (e.g. a checkpoint load that assigned instead of copying),
-  the step notices (`p.data is not` our view), copies the new values into the flat buffer and re-views.
-  A replacement with another shape, dtype or device is an error: make a new optimizer for that.
+  counts its own steps (Adam's bias correction uses that count).
+- `p.data` may be reassigned between steps (e.g. a checkpoint load that assigns instead of copying):
+  the next step updates the new array. A replacement with another shape, dtype or device is an
+  error: make a new optimizer for that.
+- `step()` stamps the parameters on the version clock (tensor.mark_written): a graph that saved
+  them before the update refuses to backpropagate through the new values.
 """
 import numpy as np
 
@@ -23,66 +32,52 @@ from .. import backend
 from ..grad_mode import enable_grad
 from ..tensor import Tensor, mark_written
 
-DIRECT_MIN = 1 << 16  # elements; a gradient this large is read in place rather than gathered (see above)
 
+class _Slot:
+    """One parameter as its optimizer sees it: step count, state arrays, and a 1-D view of its array."""
+    __slots__ = ("param", "shape", "dtype", "kind", "device", "xp", "data", "flat", "step", "state")
 
-class _Bucket:
-    """The parameters of one group that share a device and dtype, as views of one flat buffer."""
+    def __init__(self, p):
+        a = p.data
+        self.param, self.shape, self.dtype, self.kind = p, a.shape, a.dtype, type(a)
+        self.device, self.xp = backend.device_of(a), backend.array_module(a)
+        self.data = self.flat = None     # the array last seen in p.data, and its 1-D view (None: no view)
+        self.step = 0
+        self.state = {}                  # name -> 1-D array, the parameter's size, dtype and device
 
-    def __init__(self, params):
-        first = params[0].data
-        self.xp = backend.array_module(first)
-        small = [p for p in params if p.data.size < DIRECT_MIN]
-        self.params = small + [p for p in params if p.data.size >= DIRECT_MIN]
-        self.n_small = len(small)
-        params = self.params
-        sizes = [p.data.size for p in params]
-        self.offsets = [0] + np.cumsum(sizes).tolist()
-        self.flat = self.xp.empty(self.offsets[-1], dtype=first.dtype)
-        self.views = [None] * len(params)
-        for i, p in enumerate(params):
-            self._rehome(i, p.data)
-        self.grad = self.xp.empty(self.offsets[self.n_small], first.dtype)  # gathered small gradients
-        self.state = {}                  # name -> flat buffer of the same layout
-        self.steps = np.zeros(len(params), dtype=np.int64)  # per-parameter step counts
-        self.in_sync = True              # all step counts equal (cached: the check costs a few us)
-
-    def slice(self, i):
-        return slice(self.offsets[i], self.offsets[i + 1])
-
-    def _rehome(self, i, arr):
-        flat_part = self.flat[self.slice(i)]
-        flat_part[...] = arr.reshape(-1)
-        self.views[i] = flat_part.reshape(arr.shape)
-        self.params[i].data = self.views[i]
-
-    def relink(self):
-        """Bring back into the flat buffer any parameter whose `.data` was replaced."""
-        for i, (p, view) in enumerate(zip(self.params, self.views)):
-            if p.data is not view:
-                arr = p.data
-                if arr.shape != view.shape or arr.dtype != view.dtype or type(arr) is not type(view):
-                    raise RuntimeError(
-                        f"an optimized parameter changed from {view.dtype}{list(view.shape)} on "
-                        f"{backend.device_of(view)} to {arr.dtype}{list(arr.shape)} on {backend.device_of(arr)}; "
-                        f"create the optimizer after converting or moving the model")
-                self._rehome(i, arr)
+    def bind(self):
+        """The parameter's current array, checked against what the optimizer was built for; sets `flat`."""
+        a = self.param.data
+        if a is not self.data:
+            if a.shape != self.shape or a.dtype != self.dtype or type(a) is not self.kind:
+                raise RuntimeError(
+                    f"an optimized parameter changed from {self.dtype}{list(self.shape)} on "
+                    f"{self.device} to {a.dtype}{list(a.shape)} on {backend.device_of(a)}; "
+                    f"create the optimizer after converting or moving the model")
+            if not getattr(a.flags, "writeable", True):
+                raise ValueError(f"a parameter's array ({a.dtype}{list(a.shape)}) is read-only: "
+                                 f"the optimizer updates parameters in place")
+            # reshape(-1) of a C-contiguous array is a view: updates through it land in `a`
+            self.data, self.flat = a, (a.reshape(-1) if a.flags.c_contiguous else None)
+        return a
 
     def buffer(self, name):
-        """The flat state buffer `name`, created as zeros on first use."""
-        if name not in self.state:
-            self.state[name] = self.xp.zeros_like(self.flat)
-        return self.state[name]
+        """State array `name`, created as zeros on first use."""
+        b = self.state.get(name)
+        if b is None:
+            b = self.state[name] = self.xp.zeros(int(np.prod(self.shape)), self.dtype)
+        return b
 
 
 class Optimizer:
-    """Base class. Subclasses set `defaults`, and define `_state_names(group)` (the flat state buffers the
-    rule needs) and `_update(group, p, g, state, step)` (one in-place update of flat arrays)."""
+    """Base class. Subclasses set `defaults`, and define `_state_names(group)` (the state arrays the rule
+    needs) and `_update(group, p, g, state, step)` (one in-place update of 1-D C-contiguous arrays of
+    one dtype: the parameter, its gradient and {name: state array})."""
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
         self.param_groups = []
-        self._buckets = []  # one list of _Bucket per param group
+        self._slots = []  # one list of _Slot per param group, in the group's order
         if isinstance(params, Tensor):
             raise TypeError("params must be an iterable of Tensors or of dicts, not a Tensor")
         params = list(params)
@@ -112,10 +107,7 @@ class Optimizer:
             group.setdefault(k, v)
         group["params"] = params
         self._check(group)
-        by_kind = {}
-        for p in params:
-            by_kind.setdefault((backend.device_of(p.data), p.data.dtype), []).append(p)
-        self._buckets.append([_Bucket(ps) for ps in by_kind.values()])
+        self._slots.append([_Slot(p) for p in params])
         self.param_groups.append(group)
 
     def _check(self, group):
@@ -129,42 +121,28 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        for group, buckets in zip(self.param_groups, self._buckets):
-            for b in buckets:
-                self._step_bucket(group, b)
+        for group, slots in zip(self.param_groups, self._slots):
+            names = self._state_names(group)
+            for s in slots:
+                if s.param.grad is not None:
+                    self._step_one(group, s, names)
         mark_written([p for group in self.param_groups for p in group["params"]])
         return loss
 
-    def _step_bucket(self, group, b):
-        b.relink()
-        grads = [None if p.grad is None else p.grad.data for p in b.params]
-        for g, v in zip(grads, b.views):
-            if g is not None and g.shape != v.shape:
-                raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {v.shape}")
-        state = {name: b.buffer(name) for name in self._state_names(group)}
-        if not b.in_sync:
-            b.in_sync = bool((b.steps == b.steps[0]).all())
-        if b.in_sync and all(g is not None for g in grads):
-            # The fast path: one kernel over all small parameters, one per large parameter.
-            b.steps += 1
-            step, k = int(b.steps[0]), b.n_small
-            if k:
-                s = slice(0, b.offsets[k])
-                b.xp.concatenate([g.reshape(-1) for g in grads[:k]], out=b.grad)
-                self._update(group, b.flat[s], b.grad, {n: v[s] for n, v in state.items()}, step)
-            for i in range(k, len(grads)):
-                self._update_one(group, b, i, grads[i], state, step)
-            return
-        b.in_sync = False
-        for i, g in enumerate(grads):  # some grads missing or step counts differ: one call per parameter
-            if g is not None:
-                b.steps[i] += 1
-                self._update_one(group, b, i, g, state, int(b.steps[i]))
-
-    def _update_one(self, group, b, i, g, state, step):
-        s = b.slice(i)
-        g = b.xp.ascontiguousarray(g.reshape(-1), dtype=b.flat.dtype)  # no copy when already so
-        self._update(group, b.flat[s], g, {n: v[s] for n, v in state.items()}, step)
+    def _step_one(self, group, s, names):
+        a = s.bind()
+        g = s.param.grad.data
+        if g.shape != s.shape:
+            raise ValueError(f"gradient of shape {g.shape} for a parameter of shape {s.shape}")
+        g = s.xp.ascontiguousarray(g.reshape(-1), dtype=s.dtype)  # no copy when already so
+        state = {name: s.buffer(name) for name in names}
+        s.step += 1
+        if s.flat is not None:
+            self._update(group, s.flat, g, state, s.step)
+        else:  # no 1-D view of this layout: update a contiguous copy, write it back
+            p = s.xp.ascontiguousarray(a).reshape(-1)
+            self._update(group, p, g, state, s.step)
+            a[...] = p.reshape(s.shape)
 
     def _state_names(self, group):
         return ()
@@ -188,44 +166,25 @@ class Optimizer:
 
     # -- state -------------------------------------------------------------------------------------------
     def _indexed(self):
-        """(global index, bucket, position in bucket) for every parameter, in param_groups order."""
-        index = {}
-        for buckets in self._buckets:
-            for b in buckets:
-                for i, p in enumerate(b.params):
-                    index[id(p)] = (b, i)
-        out, k = [], 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                out.append((k, *index[id(p)]))
-                k += 1
-        return out
+        """(global index, slot) for every parameter, numbered across groups in param_groups order."""
+        return list(enumerate(s for slots in self._slots for s in slots))
 
     @property
     def state(self):
-        """{param: {'step': int, name: live view of its slice of each state buffer}} (as torch's opt.state)."""
-        out = {}
-        for _, b, i in self._indexed():
-            if b.steps[i] > 0:
-                s, shape = b.slice(i), b.views[i].shape
-                out[b.params[i]] = {"step": int(b.steps[i]),
-                                    **{k: v[s].reshape(shape) for k, v in b.state.items()}}
-        return out
+        """{param: {'step': int, name: live view of its state array, shaped like it}} (as torch's opt.state)."""
+        return {s.param: {"step": s.step, **{k: v.reshape(s.shape) for k, v in s.state.items()}}
+                for _, s in self._indexed() if s.step > 0}
 
     def state_dict(self):
         """A snapshot of plain values: nested dicts with string keys, holding arrays, numbers and strings.
 
-        {'state': {'<k>': {'step': int, '<buffer>': array}}, 'param_groups': {'<j>': {hyperparameters...,
-        'params': int array of parameter indices}}}, parameters numbered across groups in order, as in
-        PyTorch. Arrays are copies (saving mid-run is safe) shaped like the parameters; tuples (betas)
-        become arrays. Parameters that never stepped have no entry.
+        {'type': class name, 'state': {'<k>': {'step': int, '<buffer>': array}}, 'param_groups': {'<j>':
+        {hyperparameters..., 'params': int array of parameter indices}}}, parameters numbered across groups
+        in order, as in PyTorch. Arrays are copies (saving mid-run is safe) shaped like the parameters;
+        tuples (betas) become arrays. Parameters that never stepped have no entry.
         """
-        state = {}
-        for k, b, i in self._indexed():
-            if b.steps[i] > 0:
-                s, shape = b.slice(i), b.views[i].shape
-                state[str(k)] = {"step": int(b.steps[i]),
-                                 **{name: v[s].reshape(shape).copy() for name, v in b.state.items()}}
+        state = {str(k): {"step": s.step, **{name: v.reshape(s.shape).copy() for name, v in s.state.items()}}
+                 for k, s in self._indexed() if s.step > 0}
         groups, k = {}, 0
         for j, group in enumerate(self.param_groups):
             n = len(group["params"])
@@ -257,23 +216,22 @@ class Optimizer:
                 raise ValueError(f"param group {j} of the state_dict has settings {alien} that "
                                  f"{type(self).__name__} does not have: it was saved from another optimizer")
         saved_state = {str(k): v for k, v in state_dict["state"].items()}
-        for k, b, i in self._indexed():
+        for k, s in self._indexed():
             for name, arr in saved_state.get(str(k), {}).items():
-                if name != "step" and tuple(np.shape(arr)) != b.views[i].shape:
+                if name != "step" and tuple(np.shape(arr)) != s.shape:
                     raise ValueError(f"state '{name}' of parameter {k} has shape {tuple(np.shape(arr))}, "
-                                     f"the parameter has {b.views[i].shape}")
+                                     f"the parameter has {s.shape}")
 
         for saved, group in zip(saved_groups, self.param_groups):
             for key, v in saved.items():
                 if key != "params":
                     v = _plain(v)
                     group[key] = tuple(float(x) for x in v) if isinstance(group.get(key), tuple) else v
-        for k, b, i in self._indexed():
-            s, entry = b.slice(i), saved_state.get(str(k), {})
-            b.steps[i] = int(_plain(entry.get("step", 0)))
-            b.in_sync = False
-            for name in set(b.state) | set(entry) - {"step"}:
-                b.buffer(name)[s] = b.xp.asarray(entry[name]).reshape(-1) if name in entry else 0
+        for k, s in self._indexed():
+            entry = saved_state.get(str(k), {})
+            s.step = int(_plain(entry.get("step", 0)))
+            # copies in the parameter's dtype; a state the entry lacks starts again from zeros on first use
+            s.state = {name: s.xp.array(v, dtype=s.dtype).reshape(-1) for name, v in entry.items() if name != "step"}
 
     def __repr__(self):
         lines = [type(self).__name__ + " ("]
