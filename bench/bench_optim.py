@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Optimizer step time: scratchgen (fused Numba kernel over flat buffers) vs torch.optim, CPU, float32.
+"""Optimizer step time: scratchgen (a fused Numba kernel per parameter) vs torch.optim, CPU, float32.
 
 Model: the parameters of an MLP 784-1024-256-10 (weights and biases, 6 tensors, 1,068,810 parameters)
 with random gradients, set once. What is timed is `opt.step()` alone (median over interleaved repeats,

@@ -101,7 +101,7 @@ class WGAN(GAN):
             return
         c = self.clip_value
         for p in self.discriminator.parameters():
-            p.xp.clip(p.data, -c, c, out=p.data)  # in place: the optimizer's flat buffer stays linked
+            p.xp.clip(p.data, -c, c, out=p.data)  # in place: the arrays the optimizer and the user hold stay the same
 
 
 class WGANGP(WGAN):

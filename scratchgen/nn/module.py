@@ -277,7 +277,7 @@ class Module:
         return OrderedDict((k, np.array(backend.to_device(t.data, "cpu"))) for k, t in self._state_items())
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy values into the existing arrays, in place, so optimizers holding them stay linked.
+        """Copy values into the existing arrays, in place, so anyone holding the arrays sees the values.
 
         Missing or unexpected keys raise with strict=True (and are returned with strict=False);
         shape mismatches always raise. Nothing is modified unless the whole load can succeed.
