@@ -20,20 +20,29 @@ def _env(tmp_path):
     return env
 
 
-def _train(out, env, extra=(), kill_after=None):
+def _train(out, env, extra=(), kill_after_epoch=None, delay=0.0):
+    """Run to the end (kill_after_epoch None: True), or SIGKILL the process `delay` seconds after
+    metrics.jsonl shows epoch `kill_after_epoch` (False; True if it finished first). Waiting for an
+    epoch line instead of a fixed time keeps the kill inside training however loaded the machine is;
+    the delay puts it at a random moment of the next epoch (mid-step, mid-checkpoint, ...)."""
     proc = subprocess.Popen([sys.executable, "-m", "scratchgen.cli", *ARGS, "--out", str(out), *extra],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if kill_after is None:
+    if kill_after_epoch is None:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         return True
-    try:
-        proc.wait(timeout=kill_after)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if metrics.exists() and max((r["epoch"] for r in _lines(metrics)), default=0) >= kill_after_epoch:
+            time.sleep(delay)
+            break
+        time.sleep(0.01)
+    if proc.poll() is not None:
         return proc.returncode == 0
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return False
 
 
 def _lines(path):
@@ -47,19 +56,21 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     start = time.perf_counter()
     _train(straight, env)
-    duration = time.perf_counter() - start
+    epoch_time = (time.perf_counter() - start) / 6
 
     draw = random.Random(1234)
     kills, resumed, finished = 0, 0, False
-    while not finished:
+    for kill_after_epoch in (1, 2, 4, 5):   # each resumed run dies again, a little further on
         resume = ["--resume"] if (killed / "checkpoint.npz").exists() else []
         resumed += bool(resume)
-        if kills < 5:
-            finished = _train(killed, env, resume, kill_after=draw.uniform(0.3, 0.9) * duration)
-            kills += not finished
-        else:
-            finished = _train(killed, env, resume)
-    assert kills >= 2 and resumed >= 2  # kills landed mid-training, and runs resumed from them
+        finished = _train(killed, env, resume, kill_after_epoch, delay=draw.uniform(0.0, 0.8) * epoch_time)
+        kills += not finished
+        if finished:
+            break
+    if not finished:
+        resumed += 1
+        _train(killed, env, ["--resume"])
+    assert kills >= 2 and resumed >= 2, (kills, resumed)  # kills landed mid-training, and runs resumed from them
 
     a, b = _lines(straight / "metrics.jsonl"), _lines(killed / "metrics.jsonl")
     assert [r["epoch"] for r in b] == [1, 2, 3, 4, 5, 6]
