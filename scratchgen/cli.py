@@ -316,17 +316,17 @@ def cmd_train(args):
                f"best_{metric}": stopper.best, "epochs_run": result.last_epoch,
                "stopped_early": result.stopped_early, **test_metrics,
                "train_wall_s": round(train_time, 2), "data_source": data_source}
-    samples = spec.visualize(model, out)
-    curves = plots.curves(os.path.join(out, "metrics.jsonl"), os.path.join(out, "curves.png"),
-                          title=f"{args.model}: training curves")
+    spec.visualize(model, out)
+    plots.curves(os.path.join(out, "metrics.jsonl"), os.path.join(out, "curves.png"),
+                 title=f"{args.model}: training curves")
     results["total_wall_s"] = round(time.perf_counter() - t_start, 2)
     _write_json(os.path.join(out, "results.json"), results)
 
     shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in test_metrics.items())
     best = "none" if stopper.best is None else f"{stopper.best:.4f}"
     _say(f"best epoch {stopper.best_epoch} ({metric} {best}); test: {shown}")
-    _say(f"wrote {out}/: config.json metrics.jsonl checkpoint.npz best.npz results.json "
-         f"{os.path.basename(samples)} {os.path.basename(curves)}  ({results['total_wall_s']:.1f}s)")
+    written = sorted(f for f in os.listdir(out) if not f.startswith("."))
+    _say(f"wrote {out}/: {' '.join(written)}  ({results['total_wall_s']:.1f}s)")
     return 0
 
 
