@@ -41,6 +41,7 @@ class VAESpec(ModelSpec):
                     binarization="fixed", iwae_k=50, iwae_splits=["test"], iwae_batch=None)
     monitor = ("valid_elbo", "max")
     patience = 30
+    eval_batch = 1000   # examples per ELBO evaluation pass
 
     def build(self):
         c = self.config
@@ -91,7 +92,7 @@ class VAESpec(ModelSpec):
 
     def evaluate(self, model, split):
         x = self._split(split)
-        metrics = {f"{split}_elbo": evaluate_elbo(model, x)}
+        metrics = {f"{split}_elbo": evaluate_elbo(model, x, batch=self.eval_batch)}
         k = int(self.config.get("iwae_k") or 0)
         if k > 0 and split in (self.config.get("iwae_splits") or ["test"]):
             metrics[f"{split}_nll_iwae"] = -evaluate_iwae(model, x, k=k, batch=self.config.get("iwae_batch"))
@@ -122,6 +123,7 @@ class ConvVAESpec(VAESpec):
     description = "convolutional VAE on binarized MNIST (conv encoder, transposed-conv decoder)"
     defaults = dict(VAESpec.defaults, hidden=256, latent=50, epochs=100)
     patience = 10
+    eval_batch = 100    # a conv layer's window matrix for 1000 images runs to hundreds of MB
 
     def build(self):
         c = self.config
