@@ -17,3 +17,9 @@ from .pixelcnn import PixelCNN  # noqa: F401
 from .gated_pixelcnn import GatedPixelCNN  # noqa: F401
 from .mixture import Mixture  # noqa: F401
 from .mlp_classifier import MLPClassifier  # noqa: F401
+from .realnvp import RealNVP  # noqa: F401
+from .glow import Glow  # noqa: F401
+from .maf import MAF  # noqa: F401
+from .iaf import IAFVAE  # noqa: F401
+from .nade import NADE  # noqa: F401
+from .rbm import RBM  # noqa: F401
