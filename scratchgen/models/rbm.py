@@ -44,7 +44,8 @@ log p(v) = -F(v) - log Z_hat errs on the optimistic side; by Markov's inequality
 overestimates log Z by much (P(log Z_hat > log Z + t) < exp(-t)). The conservative figure here is
 therefore log p with the upper end log(Z_hat + 3 sigma_hat): a bound at the paper's three sigmas,
 not a guaranteed one (the weights' spread can miss the rare large weights a poor schedule never
-draws). Reverse AIS (Burda et al. 2015) would give a stochastic lower bound on log p, but needs a
+draws). A schedule is long enough when a longer one no longer raises log Z_hat: a sharply
+peaked RBM can need more than the paper's steps, and then both figures are optimistic. Reverse AIS (Burda et al. 2015) would give a stochastic lower bound on log p, but needs a
 chain per test example started from it; it is not implemented.
 """
 import math
