@@ -88,6 +88,8 @@ class GaussianMADE(MADE):
         Setting x_i changes the first layer's pre-activation by x_i (W_1 * M_1)[:, i], so it is
         updated in place rather than recomputed, and only output i's two rows are evaluated: a pass
         costs the deeper layers plus O(NH), on the raw arrays (no graph is needed here)."""
+        if self.context is not None:   # IAF never inverts its steps; a context would need its own pass
+            raise NotImplementedError("from_noise of a GaussianMADE with a context input")
         xp = u.xp
         weights = [layer.weight.data * layer.mask.data for layer in self.layers]
         biases = [layer.bias.data for layer in self.layers]
@@ -190,6 +192,7 @@ class MAF(nn.Module):
 
     @no_grad()
     def sample(self, n, generator=None):
+        """n draws x = inverse(u), u ~ N(0, I), on the host generator's stream."""
         from ..random import rng
         u = rng(generator).standard_normal((n, self.dim)).astype(self.dtype)
         return self.inverse(u)
