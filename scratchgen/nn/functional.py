@@ -34,7 +34,11 @@ def linear(x, weight, bias=None):
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {x.shape} does not end in in_features={weight.shape[1]} "
                          f"(weight shape {weight.shape})")
-    out = x.data @ weight.data.T
+    d = x.data
+    if d.ndim > 2:   # one 2-D product over all leading axes: matmul would run one small product per row block
+        out = (d.reshape(-1, d.shape[-1]) @ weight.data.T).reshape(d.shape[:-1] + (weight.shape[0],))
+    else:
+        out = d @ weight.data.T
     if bias is not None:
         out += bias.data  # `out` is a fresh array: adding in place saves a copy
         return record(out, _linear_vjp, (x, weight, bias))
