@@ -5,6 +5,8 @@ Every loss takes reduction='mean' (default), 'sum' or 'none', as in PyTorch.
 """
 import math
 
+import numpy as np
+
 from .ops.elementwise import clip, log, log1p_small, maximum, sigmoid
 from .ops.softmax import log_softmax
 from .ops.index import take_along_axis
@@ -37,6 +39,11 @@ def bce_with_logits(x, y):
     # One op rather than softplus - mul - sub: it dominates the step of likelihood models.
     # In place where possible: on the IWAE's (k, N, D) logits every pass over memory counts.
     xp, d = x.xp, x.data
+    # NumPy gives scalars for 0-d operations, and a target larger than the logits broadcasts them:
+    # then there is no array of the result's shape to write into.
+    if d.ndim == 0 or np.broadcast_shapes(d.shape, y.shape) != d.shape:
+        return record(xp.maximum(d, 0) - d * y.data + log1p_small(xp, xp.exp(-xp.abs(d))),
+                      bce_with_logits_vjp, (x, y))
     tail = xp.abs(d)
     xp.negative(tail, out=tail)
     xp.exp(tail, out=tail)
