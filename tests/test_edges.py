@@ -124,3 +124,15 @@ def test_integer_inputs_to_float_ops_promote_or_refuse_clearly(dtype):
     assert sg.log_softmax(x, axis=1).dtype.kind == "f"
     with pytest.raises(TypeError, match="floating"):
         sg.tensor(np.array([1, 2], dtype=dtype), requires_grad=True)
+
+
+def test_bce_with_logits_in_place_path_matches_the_formula_for_every_shape():
+    # The forward writes in place when the result has the logits' shape; 0-d logits and targets
+    # that broadcast the logits take the plain expression. Both give softplus(x) - x*y.
+    from scratchgen.losses import bce_with_logits
+    rng = np.random.default_rng(0)
+    for xs, ys in [((), ()), ((3,), (3,)), ((4, 3), (3,)), ((3,), (2, 3)), ((1, 3), (2, 1))]:
+        x, y = rng.normal(size=xs) * 5, rng.random(ys)
+        want = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+        got = bce_with_logits(sg.tensor(x), sg.tensor(y)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
