@@ -24,13 +24,13 @@ from ..grad_mode import no_grad
 from ..models.maf import MAF
 from ..models.nice import bits_per_dim
 from ..tensor import Tensor
-from .registry import ModelSpec, register
+from .registry import ModelSpec, NoiseState, register
 
 LAMBDA = 1e-6   # the paper's logit-transform constant for MNIST
 
 
 @register("maf")
-class MAFSpec(ModelSpec):
+class MAFSpec(NoiseState, ModelSpec):
     description = "MAF (masked autoregressive flow) on dequantized logit-space MNIST, or a 2-D toy set (data=...)"
     dataset = "mnist"
     # The paper's MAF (5) shape with one hidden layer per MADE; a smaller width than its 1024 keeps
@@ -87,13 +87,6 @@ class MAFSpec(ModelSpec):
         if not self.toy:   # fresh dequantization noise every batch; the log-det is constant in the weights
             x = Tensor(self._logit(x.numpy(), self.noise)[0])
         return -model.log_prob(x).mean()
-
-    def training_state(self, model):
-        return {"noise": self.noise.bit_generator.state}
-
-    def load_training_state(self, model, state):
-        if "noise" in state:
-            self.noise.bit_generator.state = state["noise"]
 
     # -- scores ----------------------------------------------------------------------------------
     def _log_prob(self, model, x, chunk=1000):

@@ -8,11 +8,11 @@ from ..data import dequantize, first_rows, load_mnist
 from ..grad_mode import no_grad
 from ..models.nice import NICE, bits_per_dim
 from ..tensor import Tensor
-from .registry import ModelSpec, register
+from .registry import ModelSpec, NoiseState, register
 
 
 @register("nice")
-class NICESpec(ModelSpec):
+class NICESpec(NoiseState, ModelSpec):
     description = "NICE (or RealNVP affine coupling) on dequantized MNIST, test LL in nats and bits/dim"
     dataset = "mnist"
     defaults = dict(epochs=20, batch_size=200, lr=1e-3, couplings=4, hidden=1000, hidden_layers=5,
@@ -46,13 +46,6 @@ class NICESpec(ModelSpec):
     def loss(self, model, batch):
         x = Tensor(dequantize(batch[0].numpy(), self.noise))  # fresh noise every batch
         return -model.log_prob(x).mean()
-
-    def training_state(self, model):
-        return {"noise": self.noise.bit_generator.state}
-
-    def load_training_state(self, model, state):
-        if "noise" in state:
-            self.noise.bit_generator.state = state["noise"]
 
     def evaluate(self, model, split):
         x = dequantize(self._images(split), np.random.default_rng(12345))  # one fixed draw

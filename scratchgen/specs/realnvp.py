@@ -8,13 +8,13 @@ from ..data import dequantize, first_rows, load_mnist
 from ..grad_mode import no_grad
 from ..models.realnvp import RealNVP, bits_per_dim
 from ..tensor import Tensor
-from .registry import ModelSpec, register
+from .registry import ModelSpec, NoiseState, register
 
 EVAL_CHUNK = 100  # images per evaluation forward pass: bounds the memory of the activations
 
 
 @register("realnvp")
-class RealNVPSpec(ModelSpec):
+class RealNVPSpec(NoiseState, ModelSpec):
     description = "RealNVP (multi-scale affine couplings, actnorm) on dequantized MNIST, test NLL and bits/dim"
     dataset = "mnist"
     defaults = dict(epochs=10, batch_size=64, lr=1e-3, scales=2, channels=32, blocks=1, couplings=2,
@@ -47,13 +47,6 @@ class RealNVPSpec(ModelSpec):
     def loss(self, model, batch):
         x = Tensor(dequantize(batch[0].numpy(), self.noise))   # fresh noise every batch
         return -model.log_prob(x).mean()
-
-    def training_state(self, model):
-        return {"noise": self.noise.bit_generator.state}
-
-    def load_training_state(self, model, state):
-        if "noise" in state:
-            self.noise.bit_generator.state = state["noise"]
 
     def evaluate(self, model, split):
         images, = first_rows(self.config.get("limit_eval"), self._images(split))

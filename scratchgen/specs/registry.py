@@ -145,6 +145,20 @@ class ModelSpec:
         return self.dataset
 
 
+class NoiseState:
+    """For a spec that draws its training noise (dequantization, binarization) from its own
+    NumPy generator `self.noise`: the generator's state goes into every checkpoint, so --resume
+    continues bit for bit. List it before ModelSpec: `class NICESpec(NoiseState, ModelSpec)`."""
+
+    def training_state(self, model):
+        noise = getattr(self, "noise", None)
+        return {"noise": noise.bit_generator.state} if noise is not None else {}
+
+    def load_training_state(self, model, state):
+        if "noise" in state:
+            self.noise.bit_generator.state = state["noise"]
+
+
 def register(name, *, defaults=None):
     """Register a ModelSpec subclass (or a factory `fn(config) -> ModelSpec`) under `name`."""
 
