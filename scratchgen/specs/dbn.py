@@ -58,7 +58,7 @@ class DBNSpec(RBMSpec):
 
     description = ("deep belief network (greedy stack of RBMs, CD-k / PCD) on binarized MNIST, "
                    "test NLL bound in nats with AIS log Z")
-    defaults = dict(epochs=30, batch_size=100, lr=0.05, hidden=[500, 500, 2000], cd_k=1, persistent=False,
+    defaults = dict(epochs=30, batch_size=100, lr=0.01, hidden=[500, 500, 2000], cd_k=1, persistent=False,
                     optimizer="sgd", momentum=0.9, weight_decay=0.0002, schedule="none", init_std=0.01,
                     ais_runs=100, ais_betas=1000, exact_bits=20, bound_samples=1, sample_steps=1000)
     monitor = ("valid_nll_bound", "min")
