@@ -13,7 +13,7 @@ from scratchgen.specs.settings import settings_of
 TINY_SETTINGS = {
     "hidden": None, "g_hidden": [16], "d_hidden": [16], "channels": 4, "blocks": 1, "layers": 2,
     "out_channels": 4, "couplings": 2, "hidden_layers": 1, "latent": 2, "latent_dim": 12,
-    "eval_samples": 64, "parzen_samples": 64, "n_train": 256, "iwae_k": 0,
+    "eval_samples": 64, "parzen_samples": 64, "n_train": 256, "iwae_k": 0, "eval_k": 100,
 }
 
 

@@ -23,3 +23,6 @@ from .maf import MAF  # noqa: F401
 from .iaf import IAFVAE  # noqa: F401
 from .nade import NADE  # noqa: F401
 from .rbm import RBM  # noqa: F401
+from .autoencoder import Autoencoder  # noqa: F401
+from .helmholtz import HelmholtzMachine  # noqa: F401
+from .dbn import DBN  # noqa: F401

@@ -111,7 +111,7 @@ def _softplus(x):
 
 
 def _sigmoid(x, xp=np):
-    return 1 / (1 + xp.exp(-x))
+    return 0.5 * (1 + xp.tanh(0.5 * x))   # = 1 / (1 + exp(-x)), without exp's overflow for x << 0
 
 
 def _logsumexp(a, axis=None):
