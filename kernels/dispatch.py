@@ -25,7 +25,7 @@ import numpy as np
 
 FLOATS = (np.float32, np.float64)
 IMPLS = ("reference", "gemm", "numba", "cuda", "cupy")   # every implementation name of every family
-FAMILY_NAMES = ("masked_conv", "coupling", "optim", "col2im")      # known before their modules are imported
+FAMILY_NAMES = ("masked_conv", "coupling", "optim", "col2im", "nade")      # known before their modules are imported
 
 
 class Family(NamedTuple):

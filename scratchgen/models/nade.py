@@ -10,8 +10,10 @@ V (D x H), b (D) and c (H):
 
 W is shared by all D conditionals, so a_{d+1} = a_d + W_{:, o_d} x_{o_d}: the D hidden
 pre-activations are one cumulative sum over the ordering and log p(x) costs O(DH) instead of the
-O(D^2 H) of D separate networks. `forward` computes that cumsum for a
-whole batch with the engine's ops (`cumsum`), so its gradients are exact.
+O(D^2 H) of D separate networks. `forward` runs that recurrence as one op (`nade_logits`): a
+compiled loop over d per example (scratchgen.kernels.nade) that keeps only the running a (H,)
+and has a hand-written backward; `nade_logits_reference` is the same pass from the engine's ops
+(a cumsum over (N, D, H) arrays), kept as the reference, for CuPy arrays and for second order.
 
 Order-agnostic training (Uria et al. 2014): the model conditions on an arbitrary set of
 observed inputs, given by a mask m (m_i = 1: x_i observed), with the mask as extra input
@@ -44,12 +46,13 @@ import math
 import numpy as np
 
 from .. import backend, nn
-from ..grad_mode import no_grad
+from ..autograd import grad
+from ..grad_mode import _GradMode, no_grad
 from ..losses import binary_cross_entropy_with_logits
 from ..ops.shape import concatenate, stack
-from ..tensor import Tensor, float32
+from ..tensor import Tensor, float32, record
 
-__all__ = ["NADE"]
+__all__ = ["NADE", "nade_logits", "nade_logits_reference"]
 
 _ACTIVATIONS = ("sigmoid", "relu")
 
@@ -58,6 +61,92 @@ def _act_array(xp, a, kind):
     if kind == "sigmoid":
         return 1 / (1 + xp.exp(-a))
     return xp.maximum(a, 0)
+
+
+_K = None
+
+
+def _kernels():
+    global _K
+    if _K is None:
+        from ..kernels import nade    # on first use: importing Numba costs time
+        _K = nade
+    return _K
+
+
+# -- one ordering: the O(DH) pass ----------------------------------------------------------------
+def nade_logits(x, W, V, b, c, U, ordering, activation):
+    """NADE's logits for one ordering: (N, D), logit i = b_i + V_i . act(a) with a the pre-activation
+    of the inputs before i in `ordering` (U: the order-agnostic mask term, or None).
+
+    On NumPy arrays of one float dtype this is the compiled pass (scratchgen.kernels.nade: O(N H)
+    memory, hand-written backward), recorded as one op; otherwise, and under
+    `force_impl("reference", "nade")`, the engine-ops pass `nade_logits_reference`. Both agree to
+    rounding. The op's backward is the kernel's when no graph is wanted; with create_graph it
+    differentiates the engine-ops pass instead, so second-order gradients work on both paths."""
+    inputs = (x, W, V, b, c) if U is None else (x, W, V, b, c, U)
+    if x.ndim != 2 or not _kernels().available(*(t.data for t in inputs)):
+        return nade_logits_reference(x, W, V, b, c, U, ordering, activation)
+    data = _kernels().logits(x.data, W.data, V.data, b.data, c.data, None if U is None else U.data, ordering,
+                             activation == "sigmoid")
+    return record(data, _nade_logits_vjp, inputs, ordering=ordering, activation=activation)
+
+
+def _nade_logits_vjp(g, out, x, W, V, b, c, U=None, *, ordering, activation):
+    inputs = (x, W, V, b, c) if U is None else (x, W, V, b, c, U)
+    if _GradMode.enabled:   # create_graph: the engine differentiates the engine-ops pass
+        return _composed_vjp(g, inputs, ordering, activation)
+    gd = g.data if g.data.dtype == out.data.dtype else g.data.astype(out.data.dtype)
+    grads = _kernels().logits_vjp(gd, x.data, W.data, V.data, c.data, None if U is None else U.data, ordering,
+                                  activation == "sigmoid", x._requires_grad)
+    return tuple(Tensor(d) if d is not None and t._requires_grad else None for d, t in zip(grads, inputs))
+
+
+def _alias_vjp(g, out, t):
+    return (g,)
+
+
+def _composed_vjp(g, inputs, ordering, activation):
+    """The vjp of `nade_logits_reference`, taken by the engine with create_graph=True."""
+    # Fresh identity nodes as the targets: `grad` stops there instead of following the inputs' own
+    # history; their vjp passes the second-order gradients on.
+    alias = [record(t.data, _alias_vjp, (t,)) for t in inputs]
+    y = nade_logits_reference(*alias[:5], alias[5] if len(alias) == 6 else None, ordering, activation)
+    wanted = [i for i, t in enumerate(inputs) if t._requires_grad]
+    grads = grad(y, [alias[i] for i in wanted], grad_outputs=g, create_graph=True, allow_unused=True)
+    result = [None] * len(inputs)
+    for i, gi in zip(wanted, grads):
+        result[i] = gi
+    return tuple(result)
+
+
+def nade_logits_reference(x, W, V, b, c, U, ordering, activation):
+    """`nade_logits` from engine ops, O(N D H) memory: the reference the kernel is checked against,
+    and the pass for CuPy arrays and graphs of gradients.
+
+    The pre-activations a_0 .. a_{D-1} are one cumsum over the ordering of the columns of
+    [c, W_{:, o_0} x_{o_0}, ..., W_{:, o_{D-2}} x_{o_{D-2}}] (the bias rides along as a column
+    with input 1), plus the cumsum of [0, U_{:, o_0}, ...] for the order-agnostic model, whose
+    mask at position d is 1 on o_<d. A sigmoid unit is computed as (1 + tanh(a/2)) / 2, the
+    same function, with the halves folded into the small weight matrices: the (N, D, H)
+    arrays then see one tanh, whose backward rule reuses its output instead of a second exp."""
+    o = ordering
+    N, D = x.shape
+    xo = x[:, o]                                                      # inputs in generation order
+    Vo, bo = V[o], b[o]                                               # (D, H), (D,)
+    ones = Tensor(x.xp.ones((N, 1), dtype=x.dtype))
+    inputs = concatenate([ones, xo[:, :-1]], axis=1)                  # (N, D): 1, x_{o_0}, ..
+    columns = concatenate([c.reshape(1, -1), W.T[o][:-1]], axis=0)    # (D, H)
+    half = 0.5 if activation == "sigmoid" else 1.0
+    a = (inputs.unsqueeze(-1) * (columns * half)).cumsum(axis=1)     # (N, D, H): a_d (halved)
+    if U is not None:
+        zero = Tensor(x.xp.zeros((1, W.shape[0]), dtype=U.dtype))
+        a = a + (concatenate([zero, U.T[o][:-1]], axis=0) * half).cumsum(axis=0)
+    if activation == "sigmoid":   # V . sigmoid(a) = (V/2) . tanh(a/2) + sum(V)/2
+        logits_o = (a.tanh() * (Vo * 0.5)).sum(axis=-1) + (bo + Vo.sum(axis=-1) * 0.5)
+    else:
+        logits_o = (a.relu() * Vo).sum(axis=-1) + bo
+    return logits_o[:, np.argsort(o)]                                 # back to input order
 
 
 class NADE(nn.Module):
@@ -105,32 +194,10 @@ class NADE(nn.Module):
 
     # -- one ordering: the O(DH) pass ---------------------------------------------------------
     def forward(self, x, ordering=None):
-        """Logits of p(x_i = 1 | the inputs before i in the ordering), shape (N, D), in input order.
-
-        The pre-activations a_0 .. a_{D-1} are one cumsum over the ordering of the columns of
-        [c, W_{:, o_0} x_{o_0}, ..., W_{:, o_{D-2}} x_{o_{D-2}}] (the bias rides along as a column
-        with input 1), plus the cumsum of [0, U_{:, o_0}, ...] for the order-agnostic model, whose
-        mask at position d is 1 on o_<d. A sigmoid unit is computed as (1 + tanh(a/2)) / 2, the
-        same function, with the halves folded into the small weight matrices: the (N, D, H)
-        arrays then see one tanh, whose backward rule reuses its output instead of a second exp."""
+        """Logits of p(x_i = 1 | the inputs before i in the ordering), shape (N, D), in input order
+        (`nade_logits`: the compiled pass on NumPy arrays, the engine-ops pass otherwise)."""
         x = self._as_input(x)
-        o = self._ordering(ordering)
-        N, D = x.shape
-        xo = x[:, o]                                                      # inputs in generation order
-        Vo, bo = self.V[o], self.b[o]                                     # (D, H), (D,)
-        ones = Tensor(x.xp.ones((N, 1), dtype=x.dtype))
-        inputs = concatenate([ones, xo[:, :-1]], axis=1)                  # (N, D): 1, x_{o_0}, ..
-        columns = concatenate([self.c.reshape(1, -1), self.W.T[o][:-1]], axis=0)   # (D, H)
-        half = 0.5 if self.activation == "sigmoid" else 1.0
-        a = (inputs.unsqueeze(-1) * (columns * half)).cumsum(axis=1)     # (N, D, H): a_d (halved)
-        if self.U is not None:
-            zero = Tensor(x.xp.zeros((1, self.hidden), dtype=self.U.dtype))
-            a = a + (concatenate([zero, self.U.T[o][:-1]], axis=0) * half).cumsum(axis=0)
-        if self.activation == "sigmoid":   # V . sigmoid(a) = (V/2) . tanh(a/2) + sum(V)/2
-            logits_o = (a.tanh() * (Vo * 0.5)).sum(axis=-1) + (bo + Vo.sum(axis=-1) * 0.5)
-        else:
-            logits_o = (a.relu() * Vo).sum(axis=-1) + bo
-        return logits_o[:, np.argsort(o)]                                 # back to input order
+        return nade_logits(x, self.W, self.V, self.b, self.c, self.U, self._ordering(ordering), self.activation)
 
     def log_prob(self, x, ordering=None):
         """Exact log p(x) in nats per example under one ordering (default: the model's own)."""
