@@ -82,13 +82,19 @@ def _run(par, ser, arrays, coefs, *flags):
 #   theta_t = theta_{t-1} - eta / (1 - beta1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta2^t) + eps)
 # i.e. eta * mhat_t / (sqrt(vhat_t) + eps') with eps placed as in PyTorch. Without bias correction:
 #   theta_t = theta_{t-1} - eta * m_t / (sqrt(v_t) + eps).
-# coefs c = (lambda, 1 - eta*lambda, beta1, 1 - beta1, beta2, 1 - beta2, step_size, sqrt(1 - beta2^t), eps)
+# Then m_t, v_t and theta_t below the dtype's smallest normal number (`tiny`, 1.2e-38 in float32) are
+# set to 0. Subnormal floats take a microcode assist on x86, tens of times slower per operation, and
+# training puts many there: the first moments of dead ReLU units decay by beta1 every step, and MADE's
+# masked-out weights decay under L2 towards 0 (over half of a MAF's moments by epoch 20). Flushing
+# them, as torch.set_flush_denormal(True) does for a whole process, moves nothing by more than `tiny`.
+# coefs c = (lambda, 1 - eta*lambda, beta1, 1 - beta1, beta2, 1 - beta2, step_size, sqrt(1 - beta2^t), eps, tiny)
 # ------------------------------------------------------------------------------------------------
 def adam_update(p, g, m, v, vmax, c, decoupled, amsgrad):
     """One element's Adam step, compiled for the CPU loops and as a CUDA device function: returns
     (p, m, v, vmax). Written with `math.sqrt` and a select, which both targets compile (NumPy's
     ufuncs have no CUDA form), so the reference below spells the same steps with ufuncs."""
-    wd, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, eps = c
+    wd, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, eps, tiny = c
+    zero = tiny - tiny   # 0 in the array dtype
     if wd != 0:
         if decoupled:
             p = p * decay
@@ -96,11 +102,14 @@ def adam_update(p, g, m, v, vmax, c, decoupled, amsgrad):
             g = g + wd * p
     m = b1 * m + omb1 * g
     v = b2 * v + omb2 * g * g
+    m = zero if abs(m) < tiny else m   # subnormals to 0 (see above); a nan stays a nan
+    v = zero if v < tiny else v
     vh = v
     if amsgrad:
         vmax = v if (v > vmax or v != v) else vmax     # np.maximum's: a nan propagates
         vh = vmax
     p = p - step_size * (m / (math.sqrt(vh) / bc2_sqrt + eps))
+    p = zero if abs(p) < tiny else p
     return p, m, v, vmax
 
 
@@ -127,7 +136,7 @@ def _adam_ser(p, g, m, v, vmax, c, decoupled, amsgrad):
 
 def _adam_ref(p, g, m, v, vmax, c, decoupled, amsgrad):
     """adam_update's steps in place with ufuncs (NumPy or CuPy arrays)."""
-    wd, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, eps = c
+    wd, decay, b1, omb1, b2, omb2, step_size, bc2_sqrt, eps, tiny = c
     if wd != 0:
         if decoupled:
             p *= decay
@@ -137,11 +146,14 @@ def _adam_ref(p, g, m, v, vmax, c, decoupled, amsgrad):
     m += omb1 * g
     v *= b2
     v += omb2 * g * g
+    m[abs(m) < tiny] = 0
+    v[v < tiny] = 0
     vh = v
     if amsgrad:
         np.maximum(vmax, v, out=vmax)
         vh = vmax
     p -= step_size * (m / (np.sqrt(vh) / bc2_sqrt + eps))
+    p[abs(p) < tiny] = 0
 
 
 def _adam_cuda(p, g, m, v, vmax, c, decoupled, amsgrad):
@@ -155,8 +167,11 @@ _ADAM_CUDA = """
     if (wd != 0) { if (decoupled) p = p * decay; else gr = gr + wd * p; }
     m = b1 * m + omb1 * gr;
     v = b2 * v + omb2 * gr * gr;
+    if (fabs(m) < tiny) m = 0;
+    if (v < tiny) v = 0;
     %s
     p = p - step_size * (m / (sqrt(vh) / bc2_sqrt + eps));
+    if (fabs(p) < tiny) p = 0;
 """
 _cupy_kernels = {}
 
@@ -165,7 +180,8 @@ def _adam_cupy(p, g, m, v, vmax, c, decoupled, amsgrad):
     import cupy
     key = ("adam", amsgrad)
     if key not in _cupy_kernels:
-        params = "T g, T wd, T decay, T b1, T omb1, T b2, T omb2, T step_size, T bc2_sqrt, T eps, bool decoupled"
+        params = ("T g, T wd, T decay, T b1, T omb1, T b2, T omb2, T step_size, T bc2_sqrt, T eps, T tiny, "
+                  "bool decoupled")
         _cupy_kernels[key] = cupy.ElementwiseKernel(
             params, "T p, T m, T v" + (", T vmax" if amsgrad else ""),
             _ADAM_CUDA % ("vmax = max(vmax, v); T vh = vmax;" if amsgrad else "T vh = v;"),
@@ -181,7 +197,8 @@ def adam(p, g, m, v, vmax=None, *, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_
         step_size, bc2_sqrt = lr / (1 - beta1 ** step), math.sqrt(1 - beta2 ** step)
     else:
         step_size, bc2_sqrt = lr, 1.0
-    c = (weight_decay, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, step_size, bc2_sqrt, eps)
+    tiny = float(np.finfo(p.dtype).tiny) if p.dtype.kind == "f" else 0.0
+    c = (weight_decay, 1 - lr * weight_decay, beta1, 1 - beta1, beta2, 1 - beta2, step_size, bc2_sqrt, eps, tiny)
     arrays = (p, g, m, v, vmax if amsgrad else p[:0])
     name = _impl(impl, arrays, gpu=True)
     if name == "numba":

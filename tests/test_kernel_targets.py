@@ -94,7 +94,7 @@ PTX_SCRIPT = textwrap.dedent("""
     for dt in (types.float32, types.float64):
         A1, A2, A4 = (types.Array(dt, n, "C") for n in (1, 2, 4))
         b, i = types.boolean, types.int64
-        ptx(OC._adam_kernel, A1, A1, A1, A1, A1, types.UniTuple(dt, 9), b, b)
+        ptx(OC._adam_kernel, A1, A1, A1, A1, A1, types.UniTuple(dt, 10), b, b)
         forward, input_grad, weight_grad = MC._kernels(np.dtype(str(dt)).str, 128)
         ptx(forward, A4, A4, A1, A4, b, i, i, i, i, i, i, dt)
         ptx(input_grad, A4, A4, A4, i, i, i, i, i, i, dt)

@@ -773,3 +773,24 @@ def test_ema_state_dict_round_trip_and_errors():
         sg.optim.EMA([a]).load_state_dict(ema.state_dict())
     with pytest.raises(ValueError, match=r"average 0 has shape \(2, 3\)"):
         sg.optim.EMA([b, a]).load_state_dict(ema.state_dict())
+
+
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_flushes_subnormal_moments_and_parameters_to_zero(impl, dtype):
+    """Subnormal m, v and p become 0 (they are slow on x86 and carry no information); normal
+    values take the usual step, and a nan is never flushed away."""
+    tiny = np.finfo(dtype).tiny
+    p = np.array([tiny / 4, 0.5, 0.5, 0.5, np.nan], dtype)
+    g = np.array([0, 0, 0.25, 0, 0], dtype)
+    m = np.array([tiny / 2, tiny * 4, 0.1, -tiny / 3, 0], dtype)
+    v = np.array([tiny / 2, 1, 0.01, tiny / 5, 0], dtype)
+    with force_impl(impl, "optim"):
+        optim_step.adam(p, g, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=10)
+    assert m[0] == 0 and v[0] == 0 and p[0] == 0        # each fell below tiny: flushed
+    assert m[3] == 0 and v[3] == 0 and p[3] == 0.5
+    assert m[1] == dtype(0.9) * dtype(tiny * 4) > 0     # small but normal: kept
+    assert np.isnan(p[4])                               # a nan is never flushed away
+    mm, vv = 0.9 * 0.1 + 0.1 * 0.25, 0.999 * 0.01 + 0.001 * 0.25 ** 2
+    expected = 0.5 - 1e-3 / (1 - 0.9 ** 10) * mm / (np.sqrt(vv) / np.sqrt(1 - 0.999 ** 10) + 1e-8)
+    np.testing.assert_allclose([m[2], v[2], p[2]], [mm, vv, expected], rtol=1e-6)

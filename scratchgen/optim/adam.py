@@ -7,6 +7,10 @@
     vmax_t  = max(vmax_{t-1}, v_t)                    (amsgrad: replaces v_t below)
     theta_t = theta_{t-1} - eta / (1 - beta1^t) * m_t / (sqrt(v_t) / sqrt(1 - beta2^t) + eps)
     bias_correction=False:  theta_t = theta_{t-1} - eta * m_t / (sqrt(v_t) + eps)
+
+m_t, v_t and theta_t that fall below the dtype's smallest normal number (1.2e-38 in float32) are
+set to 0, as torch.set_flush_denormal(True) would: subnormal arithmetic is tens of times slower
+on x86, and dead ReLU units and masked weights put many moments there over a long run.
 """
 from scratchgen.kernels import optim_step
 
