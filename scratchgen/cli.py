@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -66,6 +67,13 @@ def _check_device(device):
         except Exception as e:  # noqa: BLE001 - no CuPy, no driver or no GPU: one line either way
             raise CLIError(f"--device cuda: {e}" if isinstance(e, RuntimeError) and "CuPy" in str(e)
                            else f"--device cuda: no usable GPU ({type(e).__name__}: {e}); use --device cpu") from None
+
+
+def _same_source(recorded, now):
+    """Two data descriptions name the same data, the paths in them compared normalized (a run
+    recorded before data roots were normalized says /work/main/../data where now is /work/data)."""
+    norm = lambda s: re.sub(r"/[^\s()]*", lambda m: os.path.normpath(m.group(0)), s)  # noqa: E731
+    return recorded == now or norm(recorded) == norm(now)
 
 
 def _set_data_root(path):
@@ -254,7 +262,7 @@ def cmd_train(args):
     _check_device(cfg.get("device"))
     _limit_threads(args, spec)
     data_source = _describe_data(spec)
-    if args.resume and config.get("data_source") and config["data_source"] != data_source:
+    if args.resume and config.get("data_source") and not _same_source(config["data_source"], data_source):
         raise CLIError(f"this run trained on {config['data_source']!r}, but the data found now is "
                        f"{data_source!r}: resume with the same data (--data DIR or $SCRATCHGEN_DATA as "
                        f"before), or start a new run")

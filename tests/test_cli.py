@@ -345,3 +345,10 @@ def test_resume_refuses_data_other_than_the_run_trained_on(run_dir, tmp_path, mo
     monkeypatch.setenv("SCRATCHGEN_DATA", str(tmp_path / "data"))
     assert cli.main(["train", "mlp", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 1
     assert "resume with the same data" in capsys.readouterr().err
+
+
+def test_resume_compares_data_sources_with_their_paths_normalized():
+    a = "mnist: /work/main/../shared/data/mnist (60000 train, 10000 test)"
+    assert cli._same_source(a, "mnist: /work/shared/data/mnist (60000 train, 10000 test)")
+    assert not cli._same_source(a, "mnist: /work/other/data/mnist (60000 train, 10000 test)")
+    assert not cli._same_source(a, "mnist: bundled subset (13300 train, 1000 valid, 2000 test); no files in /x")

@@ -17,7 +17,7 @@ DEFAULT_ROOT = Path("$XDG_CACHE_HOME/scratchgen, else ~/.cache/scratchgen")  # h
 def data_root(root=None):
     """The data root as an absolute Path (it need not exist)."""
     root = root or os.environ.get(DATA_ENV) or cache_root()
-    return Path(root).expanduser().absolute()
+    return Path(os.path.abspath(os.path.expanduser(root)))   # normalized: "a/../b" and "b" are one root
 
 
 def cache_root():
