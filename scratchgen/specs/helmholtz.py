@@ -54,10 +54,6 @@ class HelmholtzSpec(ModelSpec):
     }
 
     # -- data and model ----------------------------------------------------------------------
-    def describe_data(self):
-        from ..data import describe_binarized_mnist_source
-        return describe_binarized_mnist_source()
-
     def _split(self, split, limit=None):
         return load_binarized(split, limit=limit)
 

@@ -61,12 +61,6 @@ class RBMSpec(ModelSpec):
     }
 
     # -- data and model ----------------------------------------------------------------------
-    def describe_data(self):
-        """Larochelle's fixed binarization where its files are, else load_binarized's announced
-        fallback; the line says which (and the run records it)."""
-        from ..data import describe_binarized_mnist_source
-        return describe_binarized_mnist_source()
-
     def _split(self, split, limit=None):
         return load_binarized(split, limit=limit)
 
