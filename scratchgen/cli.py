@@ -12,8 +12,9 @@
 
 A run folder (default runs/<model>-<timestamp>) gets config.json, metrics.jsonl,
 checkpoint.npz (latest epoch), best.npz (best validation metric), results.json (final test
-metrics), samples.png and curves.png. `--resume` continues the run in --out from its
-checkpoint, exactly as if it had never stopped.
+metrics), samples.png (for an autoencoder, which has no prior, reconstructions.png) and
+curves.png. `--resume` continues the run in --out from its checkpoint, exactly as if it had
+never stopped.
 """
 import argparse
 import contextlib
@@ -524,7 +525,7 @@ def build_parser():
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="draw samples.png from a trained run")
+    s = sub.add_parser("sample", help="draw samples.png from a trained run (reconstructions for an autoencoder)")
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("--n", type=_count(1), default=None, help="number of samples")
     s.add_argument("--out", metavar="PATH", help="PNG path (default RUN_DIR/samples.png)")
