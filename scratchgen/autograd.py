@@ -152,3 +152,24 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                                f"pass allow_unused=True to get None for it")
         result.append(g if g is None or create_graph else Tensor(g.data))
     return tuple(result)
+
+
+def composed_vjp(fn, inputs, g):
+    """The vjp of fn(*inputs) for the output gradient g, as a graph that can be differentiated again:
+    the create_graph path of a fused op (a kernel) whose backward rule is not itself built from
+    ops, by differentiating `fn`, the same function written in engine ops. One gradient per input
+    (None where an input does not require grad)."""
+    from .tensor import record
+    # Fresh identity nodes as the targets: `grad` stops there instead of following the inputs' own
+    # history (weight may have helped make x); their vjp passes the second-order gradients on.
+    alias = [record(t.data, _identity_vjp, (t,)) for t in inputs]
+    wanted = [i for i, t in enumerate(inputs) if t._requires_grad]
+    grads = grad(fn(*alias), [alias[i] for i in wanted], grad_outputs=g, create_graph=True, allow_unused=True)
+    result = [None] * len(inputs)
+    for i, gi in zip(wanted, grads):
+        result[i] = gi
+    return tuple(result)
+
+
+def _identity_vjp(g, out, t):
+    return (g,)

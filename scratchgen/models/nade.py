@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from .. import backend, nn
-from ..autograd import grad
+from ..autograd import composed_vjp
 from ..grad_mode import _GradMode, no_grad
 from ..losses import binary_cross_entropy_with_logits
 from ..ops.shape import concatenate, stack
@@ -102,22 +102,10 @@ def _nade_logits_vjp(g, out, x, W, V, b, c, U=None, *, ordering, activation):
     return tuple(Tensor(d) if d is not None and t._requires_grad else None for d, t in zip(grads, inputs))
 
 
-def _alias_vjp(g, out, t):
-    return (g,)
-
-
 def _composed_vjp(g, inputs, ordering, activation):
     """The vjp of `nade_logits_reference`, taken by the engine with create_graph=True."""
-    # Fresh identity nodes as the targets: `grad` stops there instead of following the inputs' own
-    # history; their vjp passes the second-order gradients on.
-    alias = [record(t.data, _alias_vjp, (t,)) for t in inputs]
-    y = nade_logits_reference(*alias[:5], alias[5] if len(alias) == 6 else None, ordering, activation)
-    wanted = [i for i, t in enumerate(inputs) if t._requires_grad]
-    grads = grad(y, [alias[i] for i in wanted], grad_outputs=g, create_graph=True, allow_unused=True)
-    result = [None] * len(inputs)
-    for i, gi in zip(wanted, grads):
-        result[i] = gi
-    return tuple(result)
+    return composed_vjp(lambda x, W, V, b, c, U=None: nade_logits_reference(x, W, V, b, c, U, ordering, activation),
+                        inputs, g)
 
 
 def nade_logits_reference(x, W, V, b, c, U, ordering, activation):

@@ -84,14 +84,10 @@ def masked_conv2d_vjp(g, out, x, weight, bias=None, *, mask_type, data_channels,
     return gx, gw, (Tensor(gd.sum(axis=(0, 2, 3))) if bias._requires_grad else None)
 
 
-def _alias_vjp(g, out, t):
-    return (g,)
-
-
 def _composed_vjp(g, inputs, mask_type, data_channels, stride, padding):
     """The vjp of conv2d(x, where(mask, weight, 0), bias, stride, padding), taken by the engine with
     create_graph=True, so the result can be differentiated again."""
-    from ..autograd import grad
+    from ..autograd import composed_vjp
     from .conv import conv2d
     from .elementwise import where
 
@@ -99,15 +95,7 @@ def _composed_vjp(g, inputs, mask_type, data_channels, stride, padding):
     c_out, c_in, k, _ = weight.shape
     used = _kernels().pixelcnn_mask(c_out, c_in, k, mask_type, data_channels, dtype=bool)
     used = backend.to_device(used, weight.device)
-    # Fresh identity nodes as the targets: `grad` stops there instead of also following the inputs'
-    # own history (weight may have helped make x); their vjp passes second-order gradients on.
-    alias = [record(t.data, _alias_vjp, (t,)) for t in inputs]
-    # where(), not weight * mask: whatever the masked entries hold (inf, nan) must not matter.
-    y = conv2d(alias[0], where(used, alias[1], 0.0), alias[2] if len(alias) == 3 else None, stride=stride,
-               padding=padding)
-    wanted = [i for i, t in enumerate(inputs) if t._requires_grad]
-    grads = grad(y, [alias[i] for i in wanted], grad_outputs=g, create_graph=True, allow_unused=True)
-    result = [None] * len(inputs)
-    for i, gi in zip(wanted, grads):
-        result[i] = gi
-    return tuple(result)
+
+    def masked(x, w, b=None):   # where(), not w * mask: whatever the masked entries hold (inf, nan) must not matter
+        return conv2d(x, where(used, w, 0.0), b, stride=stride, padding=padding)
+    return composed_vjp(masked, inputs, g)
