@@ -7,9 +7,11 @@ skipping taps that fall in the zero padding. Overlapping windows sum.
 
 The NumPy reference (`scratchgen.ops.conv._row2im`) does one strided add per tap over the whole
 batch; with a stride, each of those adds walks memory with a gap, and the result is transposed to
-NCHW at the end. The Numba loop below writes each image's NCHW output directly, one image per
-thread (images never share output), so the batch splits over cores without locks.
+NCHW at the end. The Numba loop below sums one image at a time in a cache-sized channels-last
+buffer and writes its NCHW output from there, one image per thread (images never share output),
+so the batch splits over cores without locks.
 """
+import numpy as np
 from numba import njit, prange
 
 from scratchgen.threads import parallel_pays
@@ -29,6 +31,10 @@ def _body(rows, out, n, kernel, dilation, padding, stride, blocks):
     groups = rows.shape[0]
     _, channels, height, width = out.shape
     cg = channels // groups
+    # Sum into a channels-last copy of one image first: rows are channels last, so the inner loop
+    # then reads and writes contiguous runs, and the image (small enough to stay in cache) is
+    # transposed to NCHW once at the end instead of every add striding across channel planes.
+    image = np.zeros((height, width, channels), out.dtype)
     for g in range(groups):
         for oy in range(oh):
             for i in range(kh):
@@ -43,7 +49,11 @@ def _body(rows, out, n, kernel, dilation, padding, stride, blocks):
                             continue
                         base = (i * kw + j) * cg
                         for c in range(cg):
-                            out[n, g * cg + c, y, x] += rows[g, r, base + c]
+                            image[y, x, g * cg + c] += rows[g, r, base + c]
+    for c in range(channels):
+        for y in range(height):
+            for x in range(width):
+                out[n, c, y, x] += image[y, x, c]
 
 
 _body_inline = njit(inline="always")(_body)

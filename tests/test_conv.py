@@ -548,3 +548,43 @@ def test_conv2d_takes_uneven_padding_as_top_bottom_left_right():
     assert sg.gradgradcheck(lambda x, w, b: sg.conv2d(x, w, b, padding=sides), (x, w, b))
     with pytest.raises(ValueError, match=r"must be ints >= 0"):
         sg.conv2d(x, w, padding=(1, -1, 0, 0))
+
+
+@st.composite
+def narrow_output_geometry(draw):
+    """Stride-1 convs with fewer output than input channels: conv2d scatters each input pixel
+    onto its outputs (the way conv_transpose2d works) instead of gathering windows."""
+    kh, kw = draw(ints(2, 3)), draw(ints(1, 3))
+    dilation = draw(pairs12)
+    padding = draw(st.sampled_from([0, 1, (1, 0), "same", (1, 0, 0, 1), (0, 2, 1, 0)]))
+    (dh, dw) = pair(dilation)
+    h = dh * (kh - 1) + 1 + draw(ints(0, 3))
+    w = dw * (kw - 1) + 1 + draw(ints(0, 3))
+    c_out = draw(ints(1, 2))
+    return dict(n=draw(ints(1, 2)), c_in=c_out + draw(ints(1, 2)), c_out=c_out, h=h, w=w, kernel=(kh, kw),
+                stride=1, padding=padding, dilation=dilation, groups=1, bias=draw(st.booleans()))
+
+
+def _uneven_ref_args(geo, x):
+    """The loop reference takes symmetric padding: pad an uneven or 'same' padding by hand."""
+    args = conv_args(geo)
+    padding = args["padding"]
+    if padding == "same":
+        (kh, kw), (dh, dw) = geo["kernel"], pair(geo["dilation"])
+        th, tw = dh * (kh - 1), dw * (kw - 1)
+        padding = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    if isinstance(padding, tuple) and len(padding) == 4:
+        t, b_, l, r = padding
+        x = np.pad(x, ((0, 0), (0, 0), (t, b_), (l, r)))
+        args["padding"] = 0
+    return x, args
+
+
+@given(narrow_output_geometry(), seeds)
+def test_conv2d_with_narrow_output_matches_loop_reference_and_gradients(geo, seed):
+    x, w, b = conv_inputs(geo, seed)
+    args = conv_args(geo)
+    out = sg.conv2d(x, w, b, **args)
+    x_ref, ref_args = _uneven_ref_args(geo, x)
+    np.testing.assert_allclose(out.numpy(), conv2d_ref(x_ref, w, b, **ref_args), rtol=1e-10, atol=1e-10)
+    check_gradients(lambda x_, w_: sg.conv2d(x_, w_, **args), x, w)

@@ -274,6 +274,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     win = _window((h, w), kernel, dilation, padding, stride)
     oh, ow = win.blocks
     g, c_out_g = groups, c_out // groups
+    scatter = _scatter_padding(kernel, dilation, padding)
+    if groups == 1 and stride == (1, 1) and kh * kw > 1 and c_out < c_in and scatter is not None:
+        return _finish(_conv2d_by_scatter(x, weight, dilation, scatter, (oh, ow)), bias, unbatched)
 
     rows = _unfold_rows(x, win, g)  # (G, N*L, kh*kw*C_in/G)
     # The weight in the rows' column order (i, j, c): (G, kh*kw*C_in/G, C_out/G); a small copy.
@@ -281,6 +284,30 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     out = rows @ w_rows  # (G, N*L, C_out/G): one GEMM per group
     out = out.reshape(g, n, oh, ow, c_out_g).permute(1, 0, 4, 2, 3).reshape(n, c_out, oh, ow)  # to NCHW: a copy
     return _finish(out, bias, unbatched)
+
+
+def _scatter_padding(kernel, dilation, padding):
+    """The fold padding that makes a stride-1 conv2d a scatter of each input pixel onto the outputs
+    it feeds (None where the conv's own padding exceeds the kernel's span)."""
+    (kh, kw), (dh, dw), (pt, pb, pl, pr) = kernel, dilation, padding
+    span_h, span_w = dh * (kh - 1), dw * (kw - 1)
+    scatter = (span_h - pt, span_h - pb, span_w - pl, span_w - pr)
+    return scatter if min(scatter) >= 0 else None
+
+
+def _conv2d_by_scatter(x, weight, dilation, scatter, blocks):
+    """A stride-1 conv2d computed the way conv_transpose2d is: one product per input pixel with
+    the flipped kernel, each of its kh*kw*C_out values then folded onto the output it feeds.
+
+    im2col copies kh*kw*C_in values per output pixel; this copies kh*kw*C_out per input pixel, so
+    it moves less memory when C_out < C_in (the narrow output convs of coupling networks), and its
+    input gradient is an im2col of the narrow gradient instead of a col2im of a wide one."""
+    n, c_in, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    x_rows = x.permute(0, 2, 3, 1).reshape(1, n * h * w, c_in)  # channels last: a copy
+    w_rows = weight[:, :, ::-1, ::-1].permute(1, 2, 3, 0).reshape(1, c_in, kh * kw * c_out)
+    win = Window((kh, kw), dilation, scatter, (1, 1), (h, w))  # one window per input pixel
+    return _fold_rows(x_rows @ w_rows, (n, c_out) + tuple(blocks), win)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
