@@ -324,7 +324,7 @@ class RealNVP(nn.Module):
 
     @no_grad()
     def sample(self, n, temperature=1.0, generator=None):
-        """n images in [0, 1], from z ~ N(0, temperature^2 I)."""
+        """n images, about [0, 1] (the inverse logit reaches slightly past both ends), from z ~ N(0, temperature^2 I)."""
         from ..random import rng
         draw, p = rng(generator), self.levels[0][0].layers[0].norm.bias
         zs = [Tensor(p.xp.asarray((temperature * draw.standard_normal((n,) + s)).astype(p.dtype)))
