@@ -149,7 +149,10 @@ class GatedLayer(nn.Module):
             self.h_embed = nn.Parameter(np.zeros((num_classes, 2 * p), np.float32))
         self.num_classes = num_classes
 
-    def forward(self, v, h, y=None):
+    def forward(self, v, h, y=None, cond=None):
+        """cond: an optional pair (v_bias, h_bias) added to the two stacks' gate pre-activations,
+        each broadcastable to (N, 2p, H, W): per-channel (N, 2p, 1, 1) or per-pixel maps. It must not
+        depend on the image (a latent code's map, as in PixelVAE), or causality is lost."""
         v_pre = self.vertical(v)
         h_conv = self.horizontal(h)
         if self.first:  # the 'A' mask: pixel (i, j) must not see itself
@@ -158,6 +161,8 @@ class GatedLayer(nn.Module):
         if self.num_classes:
             v_pre = v_pre + (y @ self.v_embed).reshape(y.shape[0], -1, 1, 1)
             h_pre = h_pre + (y @ self.h_embed).reshape(y.shape[0], -1, 1, 1)
+        if cond is not None:
+            v_pre, h_pre = v_pre + cond[0], h_pre + cond[1]
         h_new = self.h_out(gate(h_pre))
         return gate(v_pre), (h_new if self.first else h + h_new)
 
@@ -181,31 +186,36 @@ class GatedPixelCNN(nn.Module):
         self.hidden = nn.Conv2d(channels, out_channels, 1)
         self.logits = nn.Conv2d(out_channels, 1, 1)
 
-    def features(self, x, y=None):
-        """The horizontal stack after the last layer: what each pixel's prediction is made from."""
+    def features(self, x, y=None, cond=None):
+        """The horizontal stack after the last layer: what each pixel's prediction is made from.
+
+        cond: optional per-layer conditioning, one (v_bias, h_bias) pair per layer (GatedLayer.forward)."""
         if self.num_classes and y is None:
             raise ValueError(f"a class-conditional GatedPixelCNN (num_classes={self.num_classes}) needs labels y")
-        cond = one_hot(y, self.num_classes, x.dtype, like=x) if self.num_classes else None
+        if cond is not None and len(cond) != len(self.layers):
+            raise ValueError(f"cond needs one (v_bias, h_bias) pair per layer ({len(self.layers)}), got {len(cond)}")
+        labels = one_hot(y, self.num_classes, x.dtype, like=x) if self.num_classes else None
         v = h = x
-        for layer in self.layers:
-            v, h = layer(v, h, cond)
+        for l, layer in enumerate(self.layers):
+            v, h = layer(v, h, labels, None if cond is None else cond[l])
         return h
 
-    def forward(self, x, y=None):
-        return self.logits(self.hidden(self.features(x, y).relu()).relu())
+    def forward(self, x, y=None, cond=None):
+        return self.logits(self.hidden(self.features(x, y, cond).relu()).relu())
 
-    def nll(self, x, y=None):
+    def nll(self, x, y=None, cond=None):
         """-log p(x | y) in nats, one value per image."""
         x = _as_images(x, self)
-        per_pixel = binary_cross_entropy_with_logits(self(x, y), x, reduction="none")
+        per_pixel = binary_cross_entropy_with_logits(self(x, y, cond), x, reduction="none")
         return per_pixel.reshape(x.shape[0], -1).sum(axis=1)
 
     @no_grad()
-    def sample(self, n, shape=(28, 28), seed=None, labels=None):
-        """n images drawn pixel by pixel (labels: one class per image, by default 0, 1, 2, ...)."""
+    def sample(self, n, shape=(28, 28), seed=None, labels=None, cond=None):
+        """n images drawn pixel by pixel (labels: one class per image, by default 0, 1, 2, ...;
+        cond: per-layer (v_bias, h_bias) pairs for the n images, as in `features`)."""
         if self.num_classes:
             labels = np.arange(n) % self.num_classes if labels is None else np.asarray(labels)
-        return cached_sample(GatedRows(self, n, shape, labels), n, (1, *shape), seed)
+        return cached_sample(GatedRows(self, n, shape, labels, cond), n, (1, *shape), seed)
 
 
 def naive_sample(model, n, shape=(28, 28), seed=None, labels=None):
@@ -244,10 +254,11 @@ def array_gate(a):
 
 
 class GatedLayerRows:
-    """One GatedLayer's convolutions as RowConvs, its class biases as (2p, n, 1) arrays, and the
+    """One GatedLayer's convolutions as RowConvs, its gate biases (class embeddings, and any `cond`
+    pair of GatedLayer.forward) as (2p, 1 or H, n, 1 or W) arrays, and the
     caches the rows below need: its vertical input (a RowBuffer) and v_to_h(v_pre) per finished row."""
 
-    def __init__(self, layer, v_in, n, h, w, cond):
+    def __init__(self, layer, v_in, n, h, w, cond, bias=None):
         like = layer.vertical.weight
         self.first = layer.first
         self.vertical, self.horizontal = vertical_taps(layer.vertical), horizontal_taps(layer.horizontal)
@@ -258,8 +269,12 @@ class GatedLayerRows:
             self.h_in = RowBuffer(like, layer.horizontal.in_channels, n, 1, w, 0, layer.horizontal.k // 2)
         self.v_cond = self.h_cond = 0
         if cond is not None:
-            self.v_cond = (cond @ layer.v_embed.data).T[:, :, None]
-            self.h_cond = (cond @ layer.h_embed.data).T[:, :, None]
+            self.v_cond = (cond @ layer.v_embed.data).T[:, None, :, None]
+            self.h_cond = (cond @ layer.h_embed.data).T[:, None, :, None]
+        if bias is not None:   # (v_bias, h_bias): (n, 2p[, 1 or H, 1 or W]) -> (2p, 1 or H, n, 1 or W)
+            vb, hb = (_data(t).reshape(_data(t).shape + (1,) * (4 - _data(t).ndim)) for t in bias)
+            self.v_cond = self.v_cond + vb.transpose(1, 2, 0, 3)
+            self.h_cond = self.h_cond + hb.transpose(1, 2, 0, 3)
         # above[i] = v_to_h(shift_down(v_pre)) at image row i: row 0 sees shift_down's zero row
         self.above = like.xp.zeros((layer.v_to_h.out_channels, h, n, w), dtype=like.dtype)
         self.above[:, 0] = self.v_to_h.pointwise(like.xp.zeros((layer.v_to_h.in_channels, n, w), like.dtype))
@@ -274,7 +289,7 @@ class GatedLayerRows:
         else:
             self.h_in.write(0, h, h_j0)
             h_conv = self.horizontal(self.h_in, 0, j0, j1)
-        h_new = self.h_out.pointwise(array_gate(h_conv + self.above[:, i, :, j0:j1] + self.h_cond))
+        h_new = self.h_out.pointwise(array_gate(h_conv + self.above[:, i, :, j0:j1] + _at(self.h_cond, i, j0, j1)))
         return h_new if self.first else h[:, :, j0 - h_j0:] + h_new
 
     def v_row(self, i):
@@ -282,7 +297,19 @@ class GatedLayerRows:
         v_pre = self.vertical(self.v_in, i)
         if i + 1 < self.above.shape[1]:
             self.above[:, i + 1] = self.v_to_h.pointwise(v_pre)
-        return array_gate(v_pre + self.v_cond)
+        return array_gate(v_pre + _at(self.v_cond, i))
+
+
+def _data(t):
+    return t.data if isinstance(t, Tensor) else t
+
+
+def _at(bias, i, j0=0, j1=None):
+    """A (2p, 1 or H, n, 1 or W) gate bias at image row i, columns j0 .. j1 - 1 (0: no bias)."""
+    if isinstance(bias, int):
+        return bias
+    row = bias[:, i if bias.shape[1] > 1 else 0]
+    return row[:, :, j0:j1] if row.shape[2] > 1 else row
 
 
 class GatedRows:
@@ -294,16 +321,16 @@ class GatedRows:
     it, caching per layer its input (for the rows below) and v_to_h of its pre-activation (for the
     next row's horizontal stack)."""
 
-    def __init__(self, model, n, shape, labels=None):
+    def __init__(self, model, n, shape, labels=None, cond=None):
         h, w = shape
         like = model.layers[0].vertical.weight
-        cond = one_hot(labels, model.num_classes, like.dtype, like=like).data if model.num_classes else None
+        labels = one_hot(labels, model.num_classes, like.dtype, like=like).data if model.num_classes else None
         self.layers = []
-        for layer in model.layers:
+        for l, layer in enumerate(model.layers):
             r = layer.vertical.k // 2
             side = r + 1 if layer.first else r   # the first layer's horizontal reads one column further left
             v_in = RowBuffer(like, layer.vertical.in_channels, n, h, w, r, max(side, layer.horizontal.k // 2 + 1))
-            self.layers.append(GatedLayerRows(layer, v_in, n, h, w, cond))
+            self.layers.append(GatedLayerRows(layer, v_in, n, h, w, labels, None if cond is None else cond[l]))
         self.x = self.layers[0].v_in
         self.hidden, self.out = pointwise(model.hidden), pointwise(model.logits)
         # reach[l]: how many columns left of j layer l's horizontal output is needed at
