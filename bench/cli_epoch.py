@@ -37,7 +37,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-MODELS = ["made", "vae", "nice", "gan", "wgan_gp", "dcgan", "pixelcnn", "gated_pixelcnn", "realnvp"]
+MODELS = ["made", "vae", "nice", "gan", "wgan_gp", "dcgan", "pixelcnn", "gated_pixelcnn", "realnvp", "rbm", "nade"]
 # Twins that live in their own file (a `train` mode mirroring cmd_train) rather than in twins/cli.py.
 OWN_TWIN = {"realnvp": ["torch_realnvp.py", "train"]}
 THREAD_VARS = ("OMP_", "OPENBLAS_", "MKL_", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHGEN_THREADS")

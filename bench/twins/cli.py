@@ -3,8 +3,11 @@
 
     python bench/twins/cli.py MODEL --epochs 1 --out DIR [--limit-train N] [--limit-eval N]
                               [--batch-size N] [--lr F] [--seed N] [--patience N] [--threads N]
+    python bench/twins/cli.py rbm ... [--cd-k K] [--persistent | --no-persistent]
+        (= scratchgen train rbm --set cd_k=K --set persistent=true|false; CD-25 from the data:
+         --cd-k 25 --no-persistent)
 
-MODEL: made, vae, nice, gan, wgan_gp, dcgan, pixelcnn, gated_pixelcnn. Data: full MNIST /
+MODEL: made, vae, nice, gan, wgan_gp, dcgan, pixelcnn, gated_pixelcnn, rbm, nade. Data: full MNIST /
 binarized MNIST when $SCRATCHGEN_DATA points at it, else the bundled subset, read by scratchgen's
 own NumPy loaders (see runner.py). Every run does what cmd_train does (runner.run): config.json,
 the epochs, validation after each, metrics.jsonl, best + last checkpoints (.pt), the test split,
@@ -30,6 +33,23 @@ samples.png and the model's other pictures, curves.png, results.json. Per model:
   pixelcnn        PixelCNN 64 channels x 7 residual blocks / gated PixelCNN 32 x 8 layers, both
   gated_pixelcnn  with 64 output channels; Adam(1e-3); batch 64; valid/test NLL in chunks of 500;
                   16 samples, one forward pass per pixel.
+  rbm      784-500 binary RBM: W ~ N(0, 0.01^2), c = 0, b = the smoothed logits of the training
+           pixels' frequencies; PCD-1 (100 persistent chains started from base-rate pixels; CD-k /
+           PCD-k with --cd-k, --no-persistent), the surrogate mean F(data) - mean F(negatives)
+           through autograd; SGD(0.01, momentum 0.9), LinearLR to 0 over the run; batch 100.
+           Validation (float64, chunks of 1000): valid_pseudo_nll (one flipped coordinate per
+           example, the same fixed draw) and valid_recon_xent (mean-field reconstruction); it
+           picks the best epoch, no early stopping. Test: both proxies, log Z by AIS (100 runs,
+           the 14,500-step schedule from the base-rate model of the training data, float64,
+           vectorised over runs), test_nll_ais and the conservative figure with log(Z + 3 sigma).
+           samples.png: 100 fantasy particles (the persistent chains) after 1,000 Gibbs steps, the
+           last step's p(v|h); filters.png: the first 100 rows of W. Checkpoints hold the chains
+           and the Gibbs generator's state.
+  nade     NADE 784-500 sigmoid, natural order (bench/torch_nade.py: the O(DH) pass as a cumsum
+           over an (N, D, H) tensor, autograd backward; `python bench/torch_nade.py check`
+           compares log p(x) and gradients with scratchgen's from the same weights); Adam(1e-3);
+           batch 100; valid/test NLL in chunks of 100; patience 10; samples.png: 64 samples by
+           ancestral sampling, O(nH) per pixel.
 
 Known differences in the work done (everything else is the same computation):
   - Parzen window: torch.logsumexp over all 10,000 samples per bandwidth; scratchgen's kernel
@@ -40,6 +60,15 @@ Known differences in the work done (everything else is the same computation):
   - Random numbers come from torch / NumPy generators, not scratchgen's: the same amounts of
     noise, not the same values. Initial weights are torch's defaults (DCGAN: N(0, 0.02)).
   - No progress bar (cli_epoch.py runs scratchgen with --no-progress).
+  - No finiteness check of every gradient before each step (scratchgen's gradient_step does one
+    dot product per parameter).
+  - rbm: sigmoid and softplus are torch's (scratchgen: (1 + tanh(x/2)) / 2 and max(x, 0) +
+    log1p(exp(-|x|))); Bernoulli draws are torch.bernoulli (scratchgen compares host uniforms
+    with p); base_rate_bias sums the 0/1 pixels with a float64 accumulator instead of converting
+    the training set to float64 first; AIS reuses beta_k * pre for the hidden draw (scratchgen
+    multiplies it again).
+  - nade: autograd through the (N, D, H) cumsum (torch's own backward) where scratchgen runs a
+    compiled O(NH)-memory loop with a hand-written backward (scratchgen/kernels/nade.py).
 """
 import argparse
 import math
@@ -598,6 +627,241 @@ class GatedPixelCNNTwin(AutoregressiveTwin):
         return _torch_pixelcnn().build_torch("gated", c["channels"], c["layers"], c["out_channels"])
 
 
+# -- RBM --------------------------------------------------------------------------------------------
+def _generator(seed, stream):
+    """A torch.Generator for one of the run's random streams (scratchgen: Generator([seed, stream]))."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0]))
+
+
+def _softplus64(x):
+    """softplus exact to float64 rounding (torch's default threshold, 20, drops log1p(exp(-20)) ~ 2e-9)."""
+    return TF.softplus(x, threshold=40)
+
+
+def base_rate_bias(x, smoothing=0.05):
+    """scratchgen.models.rbm.base_rate_bias: the smoothed logits of the pixel frequencies (float64)."""
+    n = len(x)
+    p = (x.sum(0, dtype=torch.float64) + smoothing * n) / (n + 2 * smoothing * n)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def ais_schedule(n):
+    """scratchgen.models.rbm.ais_schedule(n): n + 1 inverse temperatures over the paper's three
+    stretches ([0, .5], [.5, .9], [.9, 1]) in the paper's proportions 500 : 4000 : 10000."""
+    paper = [500, 4000, 10000]
+    counts = [max(1, round(n * p / sum(paper))) for p in paper[:2]]
+    counts.append(max(1, n - sum(counts)))
+    parts = [np.linspace(s, e, k + 1)[:-1] for s, e, k in zip((0.0, 0.5, 0.9), (0.5, 0.9, 1.0), counts)]
+    return np.concatenate(parts + [np.ones(1)])
+
+
+class TwinRBM(tnn.Module):
+    """A binary RBM: W (hidden x visible) ~ N(0, init_std^2), b = the given visible biases, c = 0;
+    F(v) = -b.v - sum_j softplus(c_j + W_j.v); block Gibbs sampling with torch.bernoulli."""
+
+    def __init__(self, visible, hidden, init_std, visible_bias):
+        super().__init__()
+        self.W = tnn.Parameter(torch.randn(hidden, visible) * init_std)
+        self.b = tnn.Parameter(visible_bias.float().clone())
+        self.c = tnn.Parameter(torch.zeros(hidden))
+
+    def free_energy(self, v):
+        return -(v @ self.b) - TF.softplus(TF.linear(v, self.W, self.c)).sum(1)
+
+    def cd_loss(self, v_data, v_model):
+        return self.free_energy(v_data).mean() - self.free_energy(v_model.detach()).mean()
+
+    def sample_hidden(self, v, g):
+        return torch.bernoulli(torch.sigmoid(TF.linear(v, self.W, self.c)), generator=g)
+
+    def visible_probs(self, h):
+        return torch.sigmoid(torch.addmm(self.b, h, self.W))
+
+    def gibbs(self, v, k, g):
+        for _ in range(k):
+            v = torch.bernoulli(self.visible_probs(self.sample_hidden(v, g)), generator=g)
+        return v
+
+    def base_rate_particles(self, n, g):
+        return torch.bernoulli(torch.sigmoid(self.b).expand(n, -1), generator=g)
+
+
+def ais(model, runs, betas, base_bias, g):
+    """RBM.ais: log Z by annealed importance sampling from the base-rate model, vectorised over the
+    runs, in float64; returns (log Z_hat, log(Z_hat - 3 sigma_hat), log(Z_hat + 3 sigma_hat))."""
+    beta = ais_schedule(betas).tolist()
+    W, b, c = (p.detach().double() for p in (model.W, model.b, model.c))
+    H, D = W.shape
+    b_a = base_bias
+    log_z_a = H * math.log(2.0) + float(_softplus64(b_a).sum())
+    db = b - b_a
+    W_t = W.t().contiguous()
+    v = torch.bernoulli(torch.sigmoid(b_a).expand(runs, D), generator=g)   # exact draw from p_0
+    log_w = torch.zeros(runs, dtype=torch.float64)
+    K = len(beta) - 1
+    for k in range(1, K + 1):
+        pre = torch.addmm(c, v, W_t)
+        bp = beta[k] * pre
+        log_w += (beta[k] - beta[k - 1]) * (v @ db) + _softplus64(bp).sum(1) - _softplus64(beta[k - 1] * pre).sum(1)
+        if k < K:   # one Gibbs step that leaves p_k invariant
+            h = torch.bernoulli(torch.sigmoid(bp), generator=g)
+            v = torch.bernoulli(torch.sigmoid((1 - beta[k]) * b_a + beta[k] * torch.addmm(b, h, W)), generator=g)
+    # ais_result: log Z_hat and log(Z_hat -+ 3 sigma_hat), sigma_hat the standard error of the weights
+    log_w = log_w.numpy()
+    m = float(log_w.max())
+    w = np.exp(log_w - m)
+    mean, se = float(w.mean()), float(w.std(ddof=1) / math.sqrt(len(w)))
+    top = log_z_a + m
+    low = top + math.log(mean - 3 * se) if mean > 3 * se else -math.inf
+    return top + math.log(mean), low, top + math.log(mean + 3 * se)
+
+
+@twin("rbm")
+class RBMTwin(Twin):
+    defaults = dict(epochs=15, batch_size=100, lr=0.01, hidden=500, cd_k=1, persistent=True, momentum=0.9,
+                    init_std=0.01, ais_runs=100, ais_betas=14500, sample_steps=1000)
+    monitor = ("valid_pseudo_nll", "min")
+    patience = None
+    n_samples = 100
+    SPLITS = {"train": 0, "valid": 1, "test": 2}
+
+    def _split(self, split):
+        return data().load_binarized(split, limit=self.config.get("limit_train" if split == "train" else "limit_eval"))
+
+    def train_dataset(self):
+        if getattr(self, "_train", None) is None:
+            self._train = self._split("train")
+        return (self._train,)
+
+    def describe_data(self):
+        return data().describe_binarized_mnist_source()
+
+    def build(self):
+        c = self.config
+        self.gibbs_rng = _generator(c["seed"], 1)   # the training chains' own stream (saved)
+        self.chains = None
+        bias = base_rate_bias(torch.from_numpy(self.train_dataset()[0]))
+        return TwinRBM(784, int(c["hidden"]), c["init_std"], bias)
+
+    def make_optimizer(self, model):
+        return torch.optim.SGD(model.parameters(), lr=self.config["lr"], momentum=self.config["momentum"])
+
+    def make_scheduler(self, optimizer):   # schedule=linear: straight down to 0 over the run
+        return torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.0, total_iters=int(self.config["epochs"]))
+
+    def loss(self, model, batch):
+        """PCD-k (or CD-k): k Gibbs steps from the persistent chains (or the batch), then the
+        surrogate mean F(data) - mean F(negatives), whose gradient is the (P)CD estimate."""
+        v, = batch
+        k = int(self.config["cd_k"])
+        with torch.no_grad():
+            if self.config["persistent"]:
+                if self.chains is None:
+                    self.chains = model.base_rate_particles(int(self.config["batch_size"]), self.gibbs_rng)
+                self.chains = model.gibbs(self.chains, k, self.gibbs_rng)
+                v_neg = self.chains
+            else:
+                v_neg = model.gibbs(v, k, self.gibbs_rng)
+        return model.cd_loss(v, v_neg)
+
+    def training_state(self):
+        return {"gibbs": self.gibbs_rng.get_state(), "chains": self.chains}
+
+    @staticmethod
+    def _params(model):
+        return [p.detach().double() for p in (model.W, model.b, model.c)]
+
+    def _proxies(self, model, x, split, chunk=1000):
+        """RBMSpec._proxies: the pseudo-NLL from one coordinate per example (the same fixed draw)
+        and the mean-field reconstruction cross-entropy, in float64."""
+        W, b, c = self._params(model)
+        coords = np.random.default_rng([int(self.config["seed"]), self.SPLITS.get(split, 3), 784]).integers(
+            0, 784, len(x))
+        pnll, xent = 0.0, 0.0
+        for i in range(0, len(x), chunk):
+            v = torch.from_numpy(x[i:i + chunk]).double()
+            j = torch.from_numpy(coords[i:i + chunk])
+            pre = torch.addmm(c, v, W.t())
+            sign = 1 - 2 * v[torch.arange(len(v)), j]                    # +1 turns the bit on, -1 off
+            pre_flip = pre + sign[:, None] * W[:, j].t()
+            f = -(v @ b) - _softplus64(pre).sum(1)
+            f_flip = -(v @ b + sign * b[j]) - _softplus64(pre_flip).sum(1)
+            pnll -= 784 * float(TF.logsigmoid(f_flip - f).sum())
+            logits = torch.addmm(b, torch.sigmoid(pre), W)
+            xent += float((_softplus64(logits) - v * logits).sum())
+        return pnll / len(x), xent / len(x)
+
+    def evaluate(self, model, split):
+        c = self.config
+        x = self._split(split)
+        pnll, xent = self._proxies(model, x, split)
+        out = {f"{split}_pseudo_nll": pnll, f"{split}_recon_xent": xent}
+        if split != "test":
+            return out
+        log_z, low, high = ais(model, int(c["ais_runs"]), int(c["ais_betas"]),
+                               base_rate_bias(torch.from_numpy(self.train_dataset()[0])), _generator(c["seed"], 2))
+        W, b, cc = self._params(model)
+        free = torch.cat([-(v @ b) - _softplus64(torch.addmm(cc, v, W.t())).sum(1)
+                          for v in (torch.from_numpy(x[i:i + 1000]).double() for i in range(0, len(x), 1000))])
+        mean_f = float(free.mean())
+        out.update({"test_nll_ais": mean_f + log_z, "test_nll_ais_conservative": mean_f + high,
+                    "test_log_z": log_z, "test_log_z_low": low if math.isfinite(low) else None,
+                    "test_log_z_high": high})
+        return out
+
+    def visualize(self, model, out):
+        """samples.png: fantasy particles (the persistent chains, else base-rate pixels) after
+        sample_steps Gibbs steps, drawn as the last step's p(v | h); filters.png: 100 rows of W."""
+        P = plots()
+        n, steps = self.n_samples, int(self.config["sample_steps"])
+        g = _generator(self.config["seed"], 3)
+        chains = self.chains
+        v = chains[:n] if chains is not None and len(chains) >= n else model.base_rate_particles(n, g)
+        v = model.gibbs(v, steps - 1, g)
+        v = model.visible_probs(model.sample_hidden(v, g))
+        P.image_grid(v.numpy().reshape(n, 28, 28), os.path.join(out, "samples.png"), nrow=int(math.ceil(math.sqrt(n))),
+                     title=f"RBM fantasy particles ({steps} Gibbs steps)")
+        W = self._params(model)[0][:100].numpy()
+        lo, hi = W.min(axis=1, keepdims=True), W.max(axis=1, keepdims=True)
+        P.image_grid(((W - lo) / np.maximum(hi - lo, 1e-12)).reshape(-1, 28, 28), os.path.join(out, "filters.png"),
+                     nrow=10, title="RBM filters (rows of W)")
+
+
+# -- NADE -------------------------------------------------------------------------------------------
+@twin("nade")
+class NADETwin(Twin):
+    defaults = dict(epochs=50, batch_size=100, lr=1e-3, hidden=500)
+    monitor = ("valid_nll", "min")
+    patience = 10
+    eval_batch = 100
+
+    def _split(self, split):
+        return data().load_binarized(split, limit=self.config.get("limit_train" if split == "train" else "limit_eval"))
+
+    def describe_data(self):
+        return data().describe_binarized_mnist_source()
+
+    def build(self):
+        from torch_nade import TorchNADE
+        return TorchNADE(784, int(self.config["hidden"]))
+
+    def train_dataset(self):
+        return (self._split("train"),)
+
+    def loss(self, model, batch):
+        return -model.log_prob(batch[0]).mean()
+
+    def evaluate(self, model, split):
+        x = self._split(split)
+        total = sum(float(model.log_prob(torch.from_numpy(x[i:i + self.eval_batch])).sum())
+                    for i in range(0, len(x), self.eval_batch))
+        return {f"{split}_nll": -total / len(x)}
+
+    def visualize(self, model, out):
+        n = 64
+        plots().image_grid(model.sample(n).numpy().reshape(n, 28, 28), os.path.join(out, "samples.png"), nrow=8)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=sorted(TWINS))
@@ -609,10 +873,15 @@ def main(argv=None):
     p.add_argument("--limit-train", type=int, dest="limit_train")
     p.add_argument("--limit-eval", type=int, dest="limit_eval")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
+    p.add_argument("--cd-k", type=int, dest="cd_k", help="rbm: Gibbs steps per update (--set cd_k=K)")
+    p.add_argument("--persistent", action=argparse.BooleanOptionalAction,
+                   help="rbm: persistent CD, or CD-k from the data (--set persistent=true/false)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    if args.model != "rbm" and (args.cd_k is not None or args.persistent is not None):
+        p.error("--cd-k and --persistent are rbm settings")
     config = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "patience",
-                                             "limit_train", "limit_eval")}
+                                             "limit_train", "limit_eval", "cd_k", "persistent")}
     run(TWINS[args.model](config), args)
     assert "scratchgen" not in sys.modules, "the twin must not load scratchgen's engine or thread policy"
     return 0

@@ -4,8 +4,9 @@
     run(twin, args)   config.json, seeded model and optimizer, shuffled batches, one training
                       pass per epoch, validation (eval mode, no_grad), scheduler, metrics.jsonl
                       (fsync per line), best.pt when the monitored metric improves and
-                      checkpoint.pt (model, optimizer, scheduler, loader and RNG state) every
-                      epoch, both fsynced and renamed into place; then the best weights back,
+                      checkpoint.pt (model, optimizer, scheduler, loader and RNG state, and the
+                      twin's training_state, e.g. an RBM's chains) every epoch, both fsynced
+                      and renamed into place; then the best weights back,
                       the test split, the model's pictures, curves.png and results.json.
 
 Data and pictures use scratchgen's own NumPy/matplotlib files (scratchgen/data/, plots.py,
@@ -126,6 +127,11 @@ class Twin:
     def describe_data(self):
         return data().describe_mnist_source()
 
+    def training_state(self):
+        """State outside the model and optimizer (persistent chains, a sampler's generator),
+        saved in checkpoint.pt and best.pt as the spec's training_state goes into the .npz."""
+        return {}
+
 
 def batches(arrays, batch_size, seed, epoch):
     """One shuffled epoch as scratchgen.data.DataLoader(shuffle=True, seed=seed) draws it: a
@@ -202,13 +208,15 @@ def run(twin, args, log=print):
         if improved:
             best, best_epoch, bad = value, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
-            save_pt({"model": best_state, "epoch": epoch, "best_metric": best}, os.path.join(out, "best.pt"))
+            save_pt({"model": best_state, "epoch": epoch, "best_metric": best, "spec": twin.training_state()},
+                    os.path.join(out, "best.pt"))
         else:
             bad += 1
         save_pt({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else None, "epoch": epoch,
                  "loader": {"seed": seed, "epoch": epoch, "batch": 0}, "rng": torch.get_rng_state(),
-                 "early_stopping": {"best": best, "best_epoch": best_epoch, "bad_epochs": bad}},
+                 "early_stopping": {"best": best, "best_epoch": best_epoch, "bad_epochs": bad},
+                 "spec": twin.training_state()},
                 os.path.join(out, "checkpoint.pt"))
         append_jsonl(metrics_path, record)
         log(f"epoch {epoch}/{epochs}  " + " ".join(f"{k} {v:.4f}" for k, v in record.items()
