@@ -33,6 +33,12 @@ class PixelVAESpec(BinarizedMNISTAutoregressiveSpec):
     n_samples = 64
     eval_images = 100   # images per ELBO pass
 
+    def describe_data(self):
+        """Which binarized MNIST is used, the bundled fallback named as such (the base class's line
+        names Larochelle's file whatever is loaded)."""
+        from ..data import describe_binarized_mnist_source
+        return describe_binarized_mnist_source()
+
     def build(self):
         c = self.config
         return PixelVAE(latent=c["latent"], hidden=c["hidden"], channels=c["channels"], layers=c["layers"],
