@@ -15,6 +15,7 @@ from .dcgan import DCGANGenerator, DCGANDiscriminator  # noqa: F401
 from .infogan import InfoGAN  # noqa: F401
 from .pixelcnn import PixelCNN  # noqa: F401
 from .gated_pixelcnn import GatedPixelCNN  # noqa: F401
+from .pixelvae import PixelVAE  # noqa: F401
 from .mixture import Mixture  # noqa: F401
 from .mlp_classifier import MLPClassifier  # noqa: F401
 from .realnvp import RealNVP  # noqa: F401

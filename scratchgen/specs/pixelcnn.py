@@ -18,8 +18,9 @@ class BinarizedMNISTAutoregressiveSpec(ModelSpec):
     n_samples = 16
 
     def describe_data(self):
-        from ..data import data_root
-        return f"binarized MNIST (Larochelle's fixed binarization) from {data_root()}"
+        """Which binarized MNIST was loaded: Larochelle's file, or the bundled fallback named as such."""
+        from ..data import describe_binarized_mnist_source
+        return describe_binarized_mnist_source()
 
     def _split(self, split):
         x = load_binarized(split, limit=self.config.get("limit_train" if split == "train" else "limit_eval"))
