@@ -76,10 +76,11 @@ def test_first_forward_initialises_each_actnorm_to_zero_mean_unit_variance():
 
 
 @SMALL
-@given(seed=st.integers(0, 99), levels=st.integers(1, 2))
-def test_whole_glow_inverts_and_its_log_det_is_the_jacobians(seed, levels):
+@given(seed=st.integers(0, 99), levels=st.integers(1, 2), logit_alpha=st.sampled_from([None, 0.05]))
+def test_whole_glow_inverts_and_its_log_det_is_the_jacobians(seed, levels, logit_alpha):
     sg.manual_seed(seed)
-    model = randomize(Glow((1, 4, 4), levels=levels, steps=2, channels=4, dtype=np.float64), seed, std=0.2)
+    model = randomize(Glow((1, 4, 4), levels=levels, steps=2, channels=4, dtype=np.float64, logit_alpha=logit_alpha),
+                      seed, std=0.2)
     x = np.random.default_rng(seed).random((2, 1, 4, 4))
     with sg.no_grad():
         zs, logdet = model(sg.tensor(x))

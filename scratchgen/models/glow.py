@@ -24,7 +24,9 @@ module gives every z_i the standard normal prior (the paper's learned conditiona
 factored-out z_i is left out). Squeeze and split are RealNVP's (realnvp.py).
 
 Pre-processing: x in [0, 1] (dequantized, x = (k + u) / 256) enters the flow as x - 1/2
-(log-det 0). log_prob(x) is the density on [0, 1]^D; `bits_per_dim` adds the 1/256 scaling
+(log-det 0), as in the paper; with logit_alpha, as RealNVP's logit(alpha + (1 - 2 alpha) x) with
+its log-det instead (MNIST's saturated pixels then need no large expansion inside the flow, whose
+coupling scales sigmoid(raw + 2) can only contract). log_prob(x) is the density on [0, 1]^D; `bits_per_dim` adds the 1/256 scaling
 and the dequantization. Sampling at a temperature T draws z ~ N(0, T^2 I) (Section 5.4).
 """
 import numpy as np
@@ -126,8 +128,10 @@ class Glow(nn.Module):
     forward(x) -> ([z_1, ..., z_L], log|det dz/dx|) per image; inverse(zs) -> x;
     log_prob(x) in nats per image; sample(n, temperature)."""
 
-    def __init__(self, shape=(1, 28, 28), levels=2, steps=8, channels=64, dtype=float32, generator=None):
+    def __init__(self, shape=(1, 28, 28), levels=2, steps=8, channels=64, dtype=float32, generator=None,
+                 logit_alpha=None):
         super().__init__()
+        self.alpha = logit_alpha
         c, h, w = shape
         if levels < 1 or steps < 1:
             raise ValueError(f"levels and steps must be >= 1, got {levels}, {steps}")
@@ -151,8 +155,12 @@ class Glow(nn.Module):
         p = self._param()
         if not isinstance(x, Tensor):
             x = Tensor(np.asarray(x, dtype=p.dtype))
-        x = x.reshape(x.shape[0], *self.shape) - 0.5
-        logdet, zs = 0, []
+        x = x.reshape(x.shape[0], *self.shape)
+        if self.alpha is None:
+            x, logdet = x - 0.5, 0
+        else:
+            x, logdet = self.preprocess(x)
+        zs = []
         for i, level in enumerate(self.levels):
             x = squeeze(x)
             for step in level:
@@ -172,11 +180,13 @@ class Glow(nn.Module):
             for step in reversed(self.levels[i]):
                 x = step.inverse(x)
             x = unsqueeze(x)
-        return x + 0.5
+        return x + 0.5 if self.alpha is None else self.postprocess(x)
 
     # The same density and bits/dim as RealNVP's: a standard normal on every factored-out z.
     log_prob = RealNVP.log_prob
     bits_per_dim = RealNVP.bits_per_dim
+    preprocess = RealNVP.preprocess
+    postprocess = RealNVP.postprocess
 
     @no_grad()
     def sample(self, n, temperature=1.0, generator=None):
