@@ -576,6 +576,8 @@ def build_parser():
     dd.add_argument("name")
     dd.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
     d.set_defaults(func=cmd_data)
+    from .ood.cli import add_parser as add_ood_parser  # `scratchgen ood`: the OOD study (scratchgen/ood/)
+    add_ood_parser(sub)
     return p
 
 
