@@ -3,7 +3,7 @@
 against its PyTorch twin `python bench/twins/cli.py MODEL --epochs 1` (bench/twins/cli.py says
 what each twin mirrors), each in its own process, alternating, at default threads.
 
-    SCRATCHGEN_DATA=/work/shared/data python bench/cli_epoch.py                       # all 9 models
+    SCRATCHGEN_DATA=/work/shared/data python bench/cli_epoch.py                       # all 11 models
     SCRATCHGEN_DATA=/work/shared/data python bench/cli_epoch.py --runs 5 --one-thread \\
         --write bench/RESULTS.md                                                      # + 1-thread column
     python bench/cli_epoch.py --models made gan --runs 1 --limit-train 500 --limit-eval 500   # smoke test
