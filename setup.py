@@ -14,7 +14,8 @@ setup(
     package_data={"scratchgen.data": ["bundled/*.npz"]},
     install_requires=["numpy>=1.26", "scipy", "numba>=0.59", "matplotlib", "tqdm", "threadpoolctl"],
     extras_require={
-        "dev": ["pytest", "hypothesis"],
+        "dev": ["pytest", "hypothesis", "dask[distributed]", "scikit-learn"],
+        "dask": ["dask[distributed]"],
         "gpu": ["cupy-cuda12x", "numba-cuda"],
         "bench": ["torch"],
     },

@@ -98,10 +98,24 @@ def set_threads(n=None):
 def _apply(n):
     global _numba_done
     from threadpoolctl import threadpool_limits
+    _control_openblas_from_this_thread()
     threadpool_limits(limits=n, user_api="blas")
     _numba_done = False
     if "numba" in sys.modules:  # else when a kernel first asks (importing Numba costs a second)
         _apply_numba(n)
+
+
+def _control_openblas_from_this_thread():
+    """threadpoolctl (3.8 on) lets only the first thread that limits OpenBLAS change its process-wide
+    pool, and silently ignores the others: a task run in a worker thread (Dask, a thread pool)
+    would keep every core. Taking control first makes the limit that follows apply."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:
+        return
+    release = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
 
 
 def _apply_numba(n):

@@ -92,3 +92,24 @@ def test_the_allocator_settings_apply_on_glibc_and_yield_to_the_users():
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "False"
+
+
+def test_a_limit_set_from_a_worker_thread_reaches_openblas():
+    # threadpoolctl lets only its first controlling thread change OpenBLAS; a Dask worker runs
+    # tasks in an executor thread, so set_threads must take control before it limits.
+    import threading
+    from threadpoolctl import threadpool_info
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas" and i["internal_api"] == "openblas"]
+    if not blas:
+        pytest.skip("NumPy is not linked to OpenBLAS here")
+    seen = {}
+
+    def worker():
+        with threads.limit(1):
+            seen["inside"] = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with threads.limit(2):
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    assert seen["inside"] and set(seen["inside"]) == {1}

@@ -332,27 +332,11 @@ def _train(task, x_train, y_train, x_valid):
 
 @contextlib.contextmanager
 def task_threads(n):
-    """`threads.limit(n)` that holds from whatever thread runs the task.
-
-    threadpoolctl (3.8 on) lets one thread only, the first to set a limit, change OpenBLAS's
-    process-wide pool; from any other thread a limit is silently ignored. In a Dask worker that
-    first thread is the worker's main thread (scratchgen's import applies the default, all the
-    cores), and tasks run in an executor thread: without taking control here, each worker's
-    products would run on every core at once (measured: 10x the CPU time per task on 2 cores)."""
+    """`threads.limit(n)` from whatever thread runs the task (a Dask worker runs tasks in an executor
+    thread; `threads` takes OpenBLAS's control from the worker's main thread first)."""
     from .. import threads
-    try:
-        from threadpoolctl import OpenBLASController
-        release = getattr(OpenBLASController, "clear_controlling_thread", None)
-    except ImportError:
-        release = None
-    if release is not None:
-        release(force=True)      # the next limit, ours, makes this thread the controlling one
-    try:
-        with threads.limit(n):
-            yield n
-    finally:
-        if release is not None:
-            release()            # hand control back (a no-op unless this thread holds it)
+    with threads.limit(n):
+        yield n
 
 
 def run_task(task):
