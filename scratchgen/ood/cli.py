@@ -7,19 +7,8 @@
 import argparse
 import os
 
+from ..cli import _count as _whole  # a whole number >= minimum, as the other commands take it
 from .scores import COMPRESSORS
-
-
-def _whole(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-    return parse
 
 
 def _names(text):
