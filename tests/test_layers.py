@@ -18,6 +18,8 @@ def layer_of(module):
     name = parts[1]
     if name in ("ops", "losses", "distributions", "linalg", "torch_names"):
         return "ops"
+    if name == "ood":   # the `scratchgen ood` study: a command, on the command line's layer
+        return "cli"
     if name in ("nn", "optim", "data", "models", "specs", "recipes", "cli", "train", "metrics", "plots"):
         return name
     return "engine"

@@ -248,7 +248,7 @@ def test_train_pixelvae_end_to_end(tmp_path, conditioning):
     out = tmp_path / conditioning
     assert cli.main(["train", "pixelvae", "--out", str(out), "--set", f"conditioning={conditioning}"] + TINY) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["eval_k"] == 4 and "fallback" in results["data_source"]   # the bundled subset, said so
+    assert results["test_eval_k"] == 4 and "fallback" in results["data_source"]   # the bundled subset, said so
     assert 0 < -results["test_elbo"] < 784 * math.log(2) + 50 and results["test_kl"] >= 0
     # the k = 4 bound is a number of the same size as -ELBO (different noise: not an exact order)
     assert abs(results["test_nll_iwae"] + results["test_elbo"]) < 0.1 * -results["test_elbo"]

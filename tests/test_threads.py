@@ -86,10 +86,11 @@ def test_the_cli_rejects_bad_thread_counts_without_a_traceback(capsys, monkeypat
 def test_the_allocator_settings_apply_on_glibc_and_yield_to_the_users():
     import platform
     code = "import scratchgen.allocator as a; print(a.applied)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}   # no user override
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=clean).stdout
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert out.strip() == str(expected)
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    env = dict(clean, MALLOC_MMAP_THRESHOLD_="131072")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "False"
 

@@ -132,12 +132,15 @@ def _run_sequential(tasks, task_fn, on_done):
 
 @contextlib.contextmanager
 def _without_env(name):
-    """Unset an environment variable for a block (a spawned worker inherits this process's)."""
+    """Unset an environment variable for a block (a spawned worker inherits this process's), and
+    leave it afterwards as it was before: Dask's nanny writes its own value into os.environ."""
     saved = os.environ.pop(name, None)
     try:
         yield
     finally:
-        if saved is not None:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
             os.environ[name] = saved
 
 

@@ -72,5 +72,5 @@ class PixelVAESpec(BinarizedMNISTAutoregressiveSpec):
             for i in steps:
                 total += float(np.sum(model.log_likelihood(x[i:i + per], k=k, batch=chunk, generator=g)))
             metrics["test_nll_iwae"] = -total / len(x)
-            metrics["eval_k"] = k
+            metrics[f"{split}_eval_k"] = k
         return metrics
