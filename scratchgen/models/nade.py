@@ -59,7 +59,7 @@ _ACTIVATIONS = ("sigmoid", "relu")
 
 def _act_array(xp, a, kind):
     if kind == "sigmoid":
-        return 1 / (1 + xp.exp(-a))
+        return 0.5 * (1 + xp.tanh(0.5 * a))   # = 1 / (1 + exp(-a)), without exp's overflow for a << 0
     return xp.maximum(a, 0)
 
 
