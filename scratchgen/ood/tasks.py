@@ -21,7 +21,6 @@ Roles: 'main' trains on the data as it is; 'background' (Ren et al. 2019) trains
 on inputs with a fraction `perturb` of pixels replaced by random bits (one fixed draw per task),
 with L2 weight decay, for the likelihood-ratio score.
 """
-import contextlib
 import dataclasses
 import functools
 import inspect
@@ -32,6 +31,8 @@ import socket
 import time
 
 import numpy as np
+
+from .. import threads
 
 SCORES_NAME = "scores.npz"
 TASK_NAME = "task.json"
@@ -330,15 +331,6 @@ def _train(task, x_train, y_train, x_valid):
     return model, spec, result, stopper, start
 
 
-@contextlib.contextmanager
-def task_threads(n):
-    """`threads.limit(n)` from whatever thread runs the task (a Dask worker runs tasks in an executor
-    thread; `threads` takes OpenBLAS's control from the worker's main thread first)."""
-    from .. import threads
-    with threads.limit(n):
-        yield n
-
-
 def run_task(task):
     """Train and score one task (or read its finished scores); returns
     {'family', 'digit', 'role', 'arrays', 'meta', 'reused'}. Safe to run again after a kill."""
@@ -356,7 +348,7 @@ def run_task(task):
         os.environ[DATA_ENV] = task.data_root
     t0, cpu0 = time.perf_counter(), time.process_time()
     try:
-        with task_threads(task.threads):
+        with threads.limit(task.threads):   # from a Dask executor thread too (threads takes OpenBLAS's control)
             os.makedirs(task.folder, exist_ok=True)
             write_json(os.path.join(task.folder, TASK_NAME), task.signature())
             fam = task.spec
