@@ -39,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 MODELS = ["made", "vae", "nice", "gan", "wgan_gp", "dcgan", "pixelcnn", "gated_pixelcnn", "realnvp", "rbm", "nade"]
 # Twins that live in their own file (a `train` mode mirroring cmd_train) rather than in twins/cli.py.
-OWN_TWIN = {"realnvp": ["torch_realnvp.py", "train"]}
+OWN_TWIN = {"realnvp": ["torch_realnvp.py", "train"], "maf": ["torch_maf.py", "train"]}
 THREAD_VARS = ("OMP_", "OPENBLAS_", "MKL_", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHGEN_THREADS")
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "NUMBA_NUM_THREADS": "1", "SCRATCHGEN_THREADS": "1"}
