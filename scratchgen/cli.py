@@ -177,6 +177,14 @@ def _load_trained(args, run_dir, data=None, device=None, which="best"):
     # evaluate/sample score whole splits unless told otherwise: training's --limit-eval was for
     # the per-epoch validation, not for the final word on a model
     config["limit_eval"] = getattr(args, "limit_eval", None)
+    changes = _parse_set(getattr(args, "set", None))
+    if changes:
+        from .specs.settings import SettingError, check_settings
+        try:
+            check_settings(config["model"], _spec(config["model"], {}), changes)
+        except SettingError as e:
+            raise CLIError(f"--set {e}") from None
+        config.update(changes)
     spec = _spec(config["model"], {k: v for k, v in config.items() if k not in RUN_INFO})
     _limit_threads(args, spec)
     names = ["best.npz", "checkpoint.npz"] if which == "best" else ["checkpoint.npz"]
@@ -184,7 +192,13 @@ def _load_trained(args, run_dir, data=None, device=None, which="best"):
     if path is None:
         raise CLIError(f"no checkpoint ({' or '.join(names)}) in {os.path.abspath(run_dir)}")
     model = spec.build()
-    load_checkpoint(path, model=model, restore_rng=False)
+    try:
+        load_checkpoint(path, model=model, restore_rng=False)
+    except Exception as e:   # a shape mismatch from a --set that reshaped the model: say which flag did it
+        if not changes:
+            raise
+        raise CLIError(f"{e}\n--set {', '.join(sorted(changes))} changed the model, so its checkpoint does not "
+                       f"fit: `evaluate --set` takes evaluation settings only (such as ais_betas, eval_k)") from None
     if (spec.config.get("device") or "cpu") != "cpu":
         model.to(spec.config["device"])
     model.eval()
@@ -547,6 +561,10 @@ def build_parser():
                         "physical cores)")
     e.add_argument("--limit-eval", type=_count(1), dest="limit_eval", metavar="N",
                    help="score the first N examples of the split only (default: all of them)")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="an evaluation setting that differs from the run's, e.g. --set ais_betas=14500 or "
+                        "--set eval_k=5000 (repeatable; a setting that changes the model's shape does not fit "
+                        "its checkpoint)")
     e.add_argument("--json", action="store_true", help="also print the metrics as one JSON line")
     e.set_defaults(func=cmd_evaluate)
 

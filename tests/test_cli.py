@@ -67,6 +67,21 @@ def test_sample_and_evaluate(run_dir, tmp_path, capsys):
     assert cli.main(["evaluate", str(run_dir), "--split", "valid", "--checkpoint", "last"]) == 0
 
 
+def test_evaluate_takes_evaluation_settings_and_refuses_what_does_not_fit(tmp_path, capsys):
+    run = tmp_path / "vae"
+    assert cli.main(["train", "vae", "--epochs", "1", "--limit-train", "128", "--limit-eval", "64",
+                     "--set", "hidden=[16]", "--set", "latent=2", "--set", "iwae_k=2", "--no-progress",
+                     "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run), "--limit-eval", "32", "--set", "iwae_k=7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["iwae_k"] == 7
+    assert cli.main(["evaluate", str(run), "--set", "no_such_key=1"]) == 1
+    assert "no_such_key" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(run), "--limit-eval", "32", "--set", "hidden=[8]"]) == 1
+    err = capsys.readouterr().err
+    assert "hidden changed the model" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("averaging", [[], ["--set", "ema=0.9"]], ids=["live", "ema"])
 def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, capsys, averaging, crash_while_saving):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"

@@ -33,6 +33,6 @@ def test_links_in_readme_and_docs_resolve():
 
 def test_every_recipe_in_the_readme_exists():
     from scratchgen import recipes
-    named = set(re.findall(r"^\| [^|]+ \| `([a-z_]+)` \|", README, re.M))
+    named = set(re.findall(r"^\| [^|]+ \| `([a-z0-9_]+)` \|", README, re.M))
     assert named and named <= set(recipes.available())
     assert set(recipes.available()) <= named

@@ -19,9 +19,12 @@ NN (Section 3.3): conv 3x3 (C/2 -> channels), ReLU, conv 1x1 (channels -> channe
 conv 3x3 (channels -> C) started at zero. (The paper also puts actnorm inside NN; left out.)
 
 Multi-scale architecture (Dinh et al. 2017; Figure 2): L levels, each a squeeze, K steps of
-flow and, except at the last level, a split that factors out half of the channels as z_i. This
-module gives every z_i the standard normal prior (the paper's learned conditional prior of the
-factored-out z_i is left out). Squeeze and split are RealNVP's (realnvp.py).
+flow and, except at the last level, a split that factors out half of the channels as z_i. The
+prior of each factored-out z_i is learned and conditional, as in the paper's code:
+z_i ~ N(mean(h_i), exp(log_std(h_i))^2) given the half h_i that the flow keeps, from a
+zero-initialised 3x3 convolution (`split_prior=False`: a standard normal instead). It is written
+as one more affine layer, z_i -> (z_i - mean) / std with log-det -sum log_std, so every z the flow
+returns is standard normal. Squeeze and split are RealNVP's (realnvp.py).
 
 Pre-processing: x in [0, 1] (dequantized, x = (k + u) / 256) enters the flow as x - 1/2
 (log-det 0), as in the paper; with logit_alpha, as RealNVP's logit(alpha + (1 - 2 alpha) x) with
@@ -38,7 +41,7 @@ from ..ops.arrays import diag_embed, tril, triu
 from ..tensor import Tensor, float32
 from .realnvp import ActNorm, ChannelCoupling, RealNVP, split, squeeze, unsplit, unsqueeze
 
-__all__ = ["Glow", "InvConv1x1", "GlowCoupling", "FlowStep", "ActNorm"]
+__all__ = ["Glow", "InvConv1x1", "GlowCoupling", "FlowStep", "ActNorm", "SplitPrior"]
 
 
 class InvConv1x1(nn.Module):
@@ -102,6 +105,31 @@ class GlowCoupling(ChannelCoupling):
         super().__init__(channels, hidden, 0, 0, dtype, net=GlowNN(channels // 2, channels // 2, hidden, dtype))
 
 
+class SplitPrior(nn.Module):
+    """The learned prior of a factored-out half z given the kept half h, as an affine layer:
+    forward(h, z) -> ((z - mean(h)) / std(h), -sum log std(h)); inverse(h, eps) -> z.
+    It starts as the identity (zero-initialised convolution: mean 0, std 1)."""
+
+    def __init__(self, channels, dtype=float32):
+        super().__init__()
+        self.net = nn.Conv2d(channels, 2 * channels, 3, padding=1, dtype=dtype)
+        nn.init.zeros_(self.net.weight)
+        nn.init.zeros_(self.net.bias)
+
+    def _mean_and_log_std(self, kept):
+        out = self.net(kept)
+        c = out.shape[1] // 2
+        return out[:, :c], out[:, c:]
+
+    def forward(self, kept, z):
+        mean, log_std = self._mean_and_log_std(kept)
+        return (z - mean) * (-log_std).exp(), -log_std.reshape(z.shape[0], -1).sum(axis=1)
+
+    def inverse(self, kept, eps):
+        mean, log_std = self._mean_and_log_std(kept)
+        return eps * log_std.exp() + mean
+
+
 class FlowStep(nn.Module):
     """actnorm -> invertible 1x1 conv -> affine coupling."""
 
@@ -129,7 +157,7 @@ class Glow(nn.Module):
     log_prob(x) in nats per image; sample(n, temperature)."""
 
     def __init__(self, shape=(1, 28, 28), levels=2, steps=8, channels=64, dtype=float32, generator=None,
-                 logit_alpha=None):
+                 logit_alpha=None, split_prior=True):
         super().__init__()
         self.alpha = logit_alpha
         c, h, w = shape
@@ -138,15 +166,18 @@ class Glow(nn.Module):
         if h % 2 ** levels or w % 2 ** levels:
             raise ValueError(f"{levels} levels squeeze {levels} times: height and width {h}x{w} must be "
                              f"divisible by {2 ** levels}")
-        self.shape, self.z_shapes, blocks = tuple(shape), [], []
+        self.shape, self.z_shapes, blocks, priors = tuple(shape), [], [], []
         for i in range(levels):
             c, h, w = 4 * c, h // 2, w // 2
             blocks.append(nn.ModuleList([FlowStep(c, channels, dtype, generator) for _ in range(steps)]))
             if i < levels - 1:
                 self.z_shapes.append((c // 2, h, w))
                 c //= 2
+                if split_prior:
+                    priors.append(SplitPrior(c, dtype))
         self.z_shapes.append((c, h, w))
         self.levels = nn.ModuleList(blocks)
+        self.priors = nn.ModuleList(priors) if split_prior else None
 
     def _param(self):
         return self.levels[0][0].norm.bias
@@ -168,6 +199,9 @@ class Glow(nn.Module):
                 logdet = logdet + ld
             if i < len(self.levels) - 1:
                 x, z = split(x)
+                if self.priors is not None:
+                    z, ld = self.priors[i](x, z)
+                    logdet = logdet + ld
                 zs.append(z)
         zs.append(x)
         return zs, logdet
@@ -176,13 +210,15 @@ class Glow(nn.Module):
         x = zs[-1]
         for i in reversed(range(len(self.levels))):
             if i < len(self.levels) - 1:
-                x = unsplit(x, zs[i])
+                z = zs[i] if self.priors is None else self.priors[i].inverse(x, zs[i])
+                x = unsplit(x, z)
             for step in reversed(self.levels[i]):
                 x = step.inverse(x)
             x = unsqueeze(x)
         return x + 0.5 if self.alpha is None else self.postprocess(x)
 
-    # The same density and bits/dim as RealNVP's: a standard normal on every factored-out z.
+    # The same density and bits/dim as RealNVP's: every z returned is standard normal (the split priors
+    # are layers of the flow).
     log_prob = RealNVP.log_prob
     bits_per_dim = RealNVP.bits_per_dim
     preprocess = RealNVP.preprocess
