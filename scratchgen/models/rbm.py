@@ -114,6 +114,15 @@ def _sigmoid(x, xp=np):
     return 0.5 * (1 + xp.tanh(0.5 * x))   # = 1 / (1 + exp(-x)), without exp's overflow for x << 0
 
 
+def _sigmoid_in_place(x, xp=np):
+    """_sigmoid(x) written over x, a fresh array of the caller's (the Gibbs chain's hot path)."""
+    x *= 0.5
+    xp.tanh(x, out=x)
+    x += 1
+    x *= 0.5
+    return x
+
+
 def _logsumexp(a, axis=None):
     m = np.max(a, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
@@ -150,7 +159,7 @@ class RBM(nn.Module):
     def free_energy(self, v):
         """F(v) = -b.v - sum_j softplus(c_j + W_j.v), shape (N,), differentiable in W, b, c."""
         v = self._tensor(v)
-        return -(v @ self.b) - (v @ self.W.T + self.c).softplus().sum(axis=1)
+        return -(v @ self.b) - nn.functional.linear(v, self.W, self.c).softplus().sum(axis=1)
 
     def energy(self, v, h):
         """E(v, h) = -b.v - c.h - h.W v, shape (N,)."""
@@ -191,17 +200,23 @@ class RBM(nn.Module):
     def hidden_probs(self, v):
         """p(h_j = 1 | v) for every row of v (an array or Tensor), an array (N, H); no graph."""
         v = v.data if isinstance(v, Tensor) else v
-        return _sigmoid(v @ self.W.data.T + self.c.data, self.W.xp)
+        pre = v @ self.W.data.T
+        pre += self.c.data
+        return _sigmoid_in_place(pre, self.W.xp)
 
     def visible_probs(self, h):
         """p(v_i = 1 | h) for every row of h, an array (N, D); no graph."""
         h = h.data if isinstance(h, Tensor) else h
-        return _sigmoid(h @ self.W.data + self.b.data, self.W.xp)
+        pre = h @ self.W.data
+        pre += self.b.data
+        return _sigmoid_in_place(pre, self.W.xp)
 
     def _bernoulli(self, p, generator):
-        """0/1 draws with probabilities p, from the host generator (the same draws on any device)."""
+        """0/1 draws with probabilities p, from the host generator (the same draws on any device),
+        its uniforms in the model's precision (a float32 model needs no float64 uniforms)."""
         from ..random import rng
-        u = backend.to_device(rng(generator).random(p.shape), backend.device_of(p))
+        dtype = np.float32 if self.W.dtype == np.float32 else np.float64
+        u = backend.to_device(rng(generator).random(p.shape, dtype=dtype), backend.device_of(p))
         return (u < p).astype(self.W.dtype)
 
     def sample_hidden(self, v, generator=None):
@@ -238,7 +253,13 @@ class RBM(nn.Module):
         """The surrogate whose gradient is the CD (or PCD) gradient: mean F(v_data) - mean F(v_model),
         the negatives v_model held constant. Its value is not a likelihood."""
         v_model = v_model.detach() if isinstance(v_model, Tensor) else v_model
-        return self.free_energy(v_data).mean() - self.free_energy(v_model).mean()
+        if isinstance(v_data, Tensor) and v_data.requires_grad:
+            return self.free_energy(v_data).mean() - self.free_energy(v_model).mean()
+        # Both sets of rows in one pass: one product each way instead of two, the same gradient.
+        n = len(v_data)
+        rows = [self._tensor(v).data for v in (v_data, v_model)]
+        f = self.free_energy(Tensor(self.W.xp.concatenate(rows)))
+        return f[:n].mean() - f[n:].mean()
 
     # -- annealed importance sampling -----------------------------------------------------------
     def ais(self, runs=100, betas="paper", base_bias=None, generator=None):
