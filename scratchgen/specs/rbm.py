@@ -13,7 +13,10 @@ On the test split: test_nll_ais (mean -log p(v) with the AIS estimate of log Z, 
 schedule and 100 runs by default), test_nll_ais_conservative (with the upper end of log Z's
 +-3 sigma bar), test_log_z, test_log_z_low (None when Z_hat - 3 sigma_hat <= 0) and
 test_log_z_high. An RBM with at most `exact_hidden` hidden units gets log Z exactly by
-enumeration instead (test_nll_exact, test_log_z).
+enumeration instead (test_nll_exact, test_log_z). With `raise_examples` N > 0, reverse AIS
+(RAISE, scratchgen.models.rbm) scores the first N test examples too: test_nll_raise, a
+conservative (stochastic upper) estimate of their NLL over the same `ais_betas` schedule, beside
+test_nll_on_raise_examples, the NLL of those examples with the log Z above.
 """
 import math
 import os
@@ -40,7 +43,8 @@ class RBMSpec(ModelSpec):
     dataset = "binarized_mnist"
     defaults = dict(epochs=15, batch_size=100, lr=0.01, hidden=500, cd_k=1, persistent=True,
                     optimizer="sgd", momentum=0.9, schedule="linear", init_std=0.01,
-                    ais_runs=100, ais_betas=14500, exact_hidden=20, sample_steps=1000)
+                    ais_runs=100, ais_betas=14500, exact_hidden=20, sample_steps=1000, raise_examples=0,
+                    raise_runs=1)
     monitor = ("valid_pseudo_nll", "min")
     patience = None
     n_samples = 100
@@ -58,6 +62,9 @@ class RBMSpec(ModelSpec):
         "exact_hidden": "up to this many hidden units, log Z is computed exactly (2^hidden states) instead "
                         "of by AIS (0: always AIS)",
         "sample_steps": "Gibbs steps of the fantasy particles drawn into samples.png",
+        "raise_examples": "test examples scored by reverse AIS (RAISE, a conservative estimate; a chain per example "
+                          "over the AIS schedule); 0: none",
+        "raise_runs": "reverse-AIS chains per test example (their weights are averaged before the log)",
     }
 
     # -- data and model ----------------------------------------------------------------------
@@ -176,6 +183,7 @@ class RBMSpec(ModelSpec):
         free = np.concatenate([-(v @ b) - np.logaddexp(0, v @ W.T + c).sum(1)
                                for v in (x[i:i + CHUNK].astype(np.float64) for i in range(0, len(x), CHUNK))])
         mean_f = float(free.mean())
+        out.update(self._reverse_ais(model, x, free, z["log_z"]))
         if "log_z_high" not in z:
             out.update({"test_nll_exact": mean_f + z["log_z"], "test_log_z": z["log_z"]})
             return out
@@ -185,6 +193,20 @@ class RBMSpec(ModelSpec):
         out.update({"test_nll_ais": mean_f + z["log_z"], "test_nll_ais_conservative": mean_f + z["log_z_high"],
                     "test_log_z": z["log_z"], "test_log_z_low": low, "test_log_z_high": z["log_z_high"]})
         return out
+
+    def _reverse_ais(self, model, x, free, log_z):
+        """RAISE's conservative NLL on the first `raise_examples` test rows, and the AIS figure on
+        the same rows to set it against (a chain per example: too dear for the whole split)."""
+        c = self.config
+        n = min(int(c.get("raise_examples") or 0), len(x))
+        if not n:
+            return {}
+        with fork_rng():   # scoring must not move any random stream of the run
+            log_p = model.reverse_ais(x[:n], runs=int(c["raise_runs"]), betas=int(c["ais_betas"]),
+                                      base_bias=base_rate_bias(self._train()),
+                                      generator=Generator([int(c["seed"]), 3]))
+        return {"test_nll_raise": float(-log_p.mean()), "test_nll_on_raise_examples": float(free[:n].mean() + log_z),
+                "raise_examples": n, "raise_runs": int(c["raise_runs"])}
 
     # -- pictures -----------------------------------------------------------------------------
     def sample(self, model, n, path):
