@@ -71,6 +71,7 @@ from ..tensor import Tensor, float32
 __all__ = ["RBM", "AISResult", "ais_schedule", "base_rate_bias"]
 
 AISResult = namedtuple("AISResult", "log_z log_z_low log_z_high log_weights log_z_base")
+Annealing = namedtuple("Annealing", "b_a log_z_a pre log_ratio gibbs minus_free_energy")
 AISResult.__doc__ = """AIS estimate: log Z_hat, log(Z_hat -+ 3 sigma_hat) (low is -inf when Z_hat <=
 3 sigma_hat), each run's log importance weight, and log Z_0 of the base-rate model."""
 
@@ -279,50 +280,51 @@ class RBM(nn.Module):
         model with visible biases `base_bias` (default 0: uniform pixels; base_rate_bias(train)
         is the paper's). Vectorized over runs, in float64 on the host. Returns an AISResult."""
         from ..random import rng
-        draw = rng(generator)
-        beta = ais_schedule(betas)
-        W, b, c = (backend.to_device(p.data, "cpu").astype(np.float64) for p in (self.W, self.b, self.c))
-        b_a = np.zeros(self.visible) if base_bias is None else np.asarray(base_bias, dtype=np.float64)
-        log_z_a = self.hidden * math.log(2.0) + float(_softplus(b_a).sum())
-        db = b - b_a
-        W_t = np.ascontiguousarray(W.T)
-        v = (draw.random((runs, self.visible)) < _sigmoid(b_a)).astype(np.float64)   # exact draw from p_0
+        draw, beta, a = rng(generator), ais_schedule(betas), self._annealing(base_bias)
+        v = (draw.random((runs, self.visible)) < _sigmoid(a.b_a)).astype(np.float64)   # exact draw from p_0
         log_w = np.zeros(runs)
         K = len(beta) - 1
         for k in range(1, K + 1):
-            pre = v @ W_t + c
-            # log p*_k(v_k) - log p*_{k-1}(v_k): the hidden units' term at both temperatures
-            log_w += ((beta[k] - beta[k - 1]) * (v @ db) + _softplus(beta[k] * pre).sum(axis=1)
-                      - _softplus(beta[k - 1] * pre).sum(axis=1))
+            pre = a.pre(v)
+            log_w += a.log_ratio(v, pre, beta[k], beta[k - 1])
             if k < K:   # one Gibbs step that leaves p_k invariant
-                h = (draw.random(pre.shape) < _sigmoid(beta[k] * pre)).astype(np.float64)
-                act = (1 - beta[k]) * b_a + beta[k] * (b + h @ W)
-                v = (draw.random(v.shape) < _sigmoid(act)).astype(np.float64)
-        return ais_result(log_w, log_z_a)
+                v = a.gibbs(v, pre, beta[k], draw)
+        return ais_result(log_w, a.log_z_a)
+
+    def _annealing(self, base_bias):
+        """The path from the base-rate model to this RBM, in float64 on the host: log Z_0, and
+        log p*_k - log p*_j and a Gibbs step at beta as functions of the visible states."""
+        W, b, c = (backend.to_device(p.data, "cpu").astype(np.float64) for p in (self.W, self.b, self.c))
+        b_a = np.zeros(self.visible) if base_bias is None else np.asarray(base_bias, dtype=np.float64)
+        W_t, db = np.ascontiguousarray(W.T), b - b_a
+
+        def pre(v):   # the hidden units' input c + W v, shared by the two functions below
+            return v @ W_t + c
+
+        def log_ratio(v, pre, beta_k, beta_j):
+            """log p*_k(v) - log p*_j(v) per row: the visible term and the hidden units' at both temperatures."""
+            return (beta_k - beta_j) * (v @ db) + _softplus(beta_k * pre).sum(axis=1) - _softplus(beta_j * pre).sum(axis=1)
+
+        def gibbs(v, pre, beta, draw):
+            h = (draw.random(pre.shape) < _sigmoid(beta * pre)).astype(np.float64)
+            return (draw.random(v.shape) < _sigmoid((1 - beta) * b_a + beta * (b + h @ W))).astype(np.float64)
+
+        log_z_a = self.hidden * math.log(2.0) + float(_softplus(b_a).sum())
+        return Annealing(b_a, log_z_a, pre, log_ratio, gibbs, lambda v: v @ b + _softplus(pre(v)).sum(axis=1))
 
 
     def reverse_ais(self, v, runs=1, betas="paper", base_bias=None, generator=None):
         """RAISE (module docstring): per row of v, log of the mean of `runs` reverse-chain weights,
         a stochastic lower bound on the annealing model's log p(v) in nats (float64, on the host)."""
         from ..random import rng
-        draw = rng(generator)
-        beta = ais_schedule(betas)
-        W, b, c = (backend.to_device(p.data, "cpu").astype(np.float64) for p in (self.W, self.b, self.c))
-        b_a = np.zeros(self.visible) if base_bias is None else np.asarray(base_bias, dtype=np.float64)
-        log_z_a = self.hidden * math.log(2.0) + float(_softplus(b_a).sum())
-        db = b - b_a
-        W_t = np.ascontiguousarray(W.T)
+        draw, beta, a = rng(generator), ais_schedule(betas), self._annealing(base_bias)
         data = backend.to_device(v.data if isinstance(v, Tensor) else np.asarray(v), "cpu").astype(np.float64)
         x = np.repeat(data, runs, axis=0)
-        log_w = x @ b + _softplus(x @ W_t + c).sum(axis=1) - log_z_a          # -F(v) - log Z_0
+        log_w, pre = a.minus_free_energy(x) - a.log_z_a, a.pre(x)
         for k in range(len(beta) - 1, 0, -1):
-            # v_k ~ T_k(. | v_{k+1}): one Gibbs step that leaves p_k invariant
-            h = (draw.random((len(x), self.hidden)) < _sigmoid(beta[k] * (x @ W_t + c))).astype(np.float64)
-            act = (1 - beta[k]) * b_a + beta[k] * (b + h @ W)
-            x = (draw.random(x.shape) < _sigmoid(act)).astype(np.float64)
-            pre = x @ W_t + c
-            log_w -= ((beta[k] - beta[k - 1]) * (x @ db) + _softplus(beta[k] * pre).sum(axis=1)
-                      - _softplus(beta[k - 1] * pre).sum(axis=1))
+            x = a.gibbs(x, pre, beta[k], draw)                # v_k ~ T_k(. | v_{k+1}), which leaves p_k invariant
+            pre = a.pre(x)
+            log_w -= a.log_ratio(x, pre, beta[k], beta[k - 1])
         log_w = log_w.reshape(len(data), runs)
         m = log_w.max(axis=1)
         return m + np.log(np.exp(log_w - m[:, None]).mean(axis=1))
