@@ -81,13 +81,9 @@ u from default_rng(seed), not from scratchgen's global generator.
 torch is a bench-only dependency; scratchgen itself never imports it.
 """
 import argparse
-import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
-import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH)
@@ -99,6 +95,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
+from standalone import (add_train_args, from_scratchgen, max_abs, optimizer_steps, rel_diff,  # noqa: E402
+                        run_checks, to_numpy, train)
 
 LOG_2PI = math.log(2 * math.pi)
 LAMBDA = 1e-6             # scratchgen.specs.maf.LAMBDA: the logit transform's constant for MNIST
@@ -281,68 +279,7 @@ class TorchMAF(tnn.Module):
         return self.inverse(torch.from_numpy(draw.standard_normal((n, self.dim)).astype(np_dtype)))
 
 
-# -- weights from scratchgen ------------------------------------------------------------------------
-def from_scratchgen(torch_model, state):
-    """Copy a scratchgen MAF's state_dict (or the model itself, or a dict of arrays) into the twin:
-    the same keys and shapes, or KeyError / ValueError; values (masks and batch norm's running
-    statistics included) cast to the twin's dtypes."""
-    if hasattr(state, "state_dict"):
-        state = state.state_dict()
-    sd = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in state.items()}
-    own = torch_model.state_dict()
-    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    if missing or extra:
-        raise KeyError(f"state_dict keys differ: missing in scratchgen {missing}, not in torch {extra}")
-    new = {}
-    for k, v in own.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise ValueError(f"{k}: scratchgen shape {sd[k].shape} vs torch {tuple(v.shape)}")
-        new[k] = torch.as_tensor(np.array(sd[k]), dtype=v.dtype, device=v.device)
-    torch_model.load_state_dict(new, strict=True)
-    return torch_model
-
-
-def scratchgen_initial_state(config, seed):
-    """The state_dict `scratchgen train maf` starts from (seed_everything(seed), then the spec's
-    build(), as cmd_train), computed in a subprocess so this process never imports scratchgen."""
-    keys = ("blocks", "hidden", "batch_norm", "data")
-    cfg = {k: config[k] for k in keys}
-    code = ("import json, sys, numpy as np\n"
-            "from scratchgen.specs import create\n"
-            "from scratchgen.train import seed_everything\n"
-            "cfg, seed, path = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]\n"
-            "spec = create('maf', dict(cfg, seed=seed))\n"
-            "seed_everything(seed)\n"
-            "model = spec.build()\n"
-            "np.savez(path, **{k: np.asarray(v.numpy() if hasattr(v, 'numpy') else v)"
-            " for k, v in model.state_dict().items()})\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "init.npz")
-        paths = [REPO_ROOT] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-        subprocess.run([sys.executable, "-c", code, json.dumps(cfg), str(seed), path], check=True, env=env)
-        with np.load(path) as f:
-            return {k: f[k].copy() for k in f.files}
-
-
 # -- equivalence check ------------------------------------------------------------------------------
-def _np(v):
-    if isinstance(v, torch.Tensor):
-        return v.detach().cpu().numpy()
-    return v.numpy() if hasattr(v, "numpy") else v
-
-
-def rel_diff(a, b):
-    """||a - b|| / ||b|| in float64."""
-    a, b = (np.asarray(_np(v), np.float64) for v in (a, b))
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
-def max_abs(a, b):
-    a, b = (np.asarray(_np(v), np.float64) for v in (a, b))
-    return float(np.max(np.abs(a - b))) if a.size else 0.0
-
-
 def randomize_(sgm, rng, x_calibrate):
     """Batch norm away from the identity: log_gamma U(-0.3, 0.3), beta N(0, 0.3^2); running
     statistics those of a batch (a training-mode pass over x_calibrate with momentum 1), then
@@ -372,12 +309,12 @@ def randomize_(sgm, rng, x_calibrate):
 
 
 def _buffers(state):
-    return {k: np.array(_np(v)) for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
+    return {k: np.array(to_numpy(v)) for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
 
 
 def _split_null(name, value, null):
     """(entries outside the null directions, entries in them) of a parameter, flattened, float64."""
-    v = np.asarray(_np(value), np.float64).reshape(-1)
+    v = np.asarray(to_numpy(value), np.float64).reshape(-1)
     if name not in null:
         return v, v[:0]
     keep = np.ones(v.size, bool)
@@ -516,7 +453,7 @@ def check_one(dtype_name, batches, args, log=print):
     res.update({"inverse_rel": rel_diff(x_inv_t, x_inv_sg), "samples_rel": rel_diff(samples_t, samples_sg),
                 "round_trip_rel": rel_diff(x_round, x2[:n_inv]),
                 "inverse_of_sg_u_rel": rel_diff(x_round_sg_u, x2[:n_inv]),
-                "inverse_finite": float(np.isfinite(_np(x_inv_t)).all() and np.isfinite(x_inv_sg).all())})
+                "inverse_finite": float(np.isfinite(to_numpy(x_inv_t)).all() and np.isfinite(x_inv_sg).all())})
 
     # 5. a few steps of the spec's Adam (lr 1e-4, L2 1e-6) side by side, training mode
     sgm.train()
@@ -524,17 +461,8 @@ def check_one(dtype_name, batches, args, log=print):
     sg_opt = sg.optim.Adam(sgm.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     t_opt = torch.optim.Adam(tm.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     step_loss, step_param, step_layer, step_null = [], [], [], []
-    for xb in batches[3:3 + args.steps]:
-        xb = xb.astype(np_dtype)
-        sg_opt.zero_grad()
-        ls = -sgm.log_prob(sg.tensor(xb)).mean()
-        ls.backward()
-        sg_opt.step()
-        t_opt.zero_grad()
-        lt = -tm.log_prob(torch.from_numpy(xb)).mean()
-        lt.backward()
-        t_opt.step()
-        step_loss.append(abs(float(ls.item()) - float(lt.item())) / abs(float(lt.item())))
+    for loss_rel in optimizer_steps(sg, sgm, tm, sg_opt, t_opt, batches[3:3 + args.steps], np_dtype):
+        step_loss.append(loss_rel)
         per_tensor, per_layer, inside = compare_tensors(t_params, {n: p.detach().numpy() for n, p in sg_params.items()},
                                                         null)
         step_param.append(max(per_tensor.values()))
@@ -599,15 +527,7 @@ def check_main(args):
     rng = np.random.default_rng(args.seed)
     batches = [logit_transform(dequantize(pixels[rng.choice(len(pixels), args.batch_size, replace=False)], rng),
                                LAMBDA)[0] for _ in range(4 + args.steps)]
-    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
-    t0 = time.perf_counter()
-    out = {d: check_one(d, batches, args) for d in dtypes}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-    ok = not any(r["failed"] for r in out.values())
-    print(f"{'EQUIVALENT' if ok else 'MISMATCH'} ({time.perf_counter() - t0:.1f}s)")
-    return 0 if ok else 1
+    return run_checks(check_one, batches, args)
 
 
 # -- training: `scratchgen train maf` with torch ----------------------------------------------------
@@ -620,6 +540,7 @@ def _twin_class():
         defaults = dict(SPEC_DEFAULTS)
         monitor = ("valid_ll", "max")
         patience = SPEC_PATIENCE
+        init_keys = ("blocks", "hidden", "batch_norm", "data")   # what scratchgen's build() reads
 
         def __init__(self, config, init_state=None):
             super().__init__(config)
@@ -714,23 +635,11 @@ def _twin_class():
 
 
 def train_main(args, log=print):
-    from runner import run, write_json
     config = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "weight_decay", "seed", "patience",
                                              "limit_train", "limit_eval", "blocks", "hidden", "batch_norm",
                                              "data", "n_train", "dtype")}
     twin = _twin_class()(config)
-    c = twin.config
-    if not args.torch_init:   # before run(): not counted in the twin's wall times (scratchgen's import)
-        t0 = time.perf_counter()
-        twin.init_state = scratchgen_initial_state(c, int(c["seed"]))
-        log(f"initial weights: scratchgen's (seed {c['seed']}), built in a subprocess in "
-            f"{time.perf_counter() - t0:.1f}s")
-    twin.config["init"] = "torch" if args.torch_init else "scratchgen"
-    results = run(twin, args, log=log)
-    results.update({"init": twin.config["init"], "torch": torch.__version__, "threads": torch.get_num_threads()})
-    write_json(os.path.join(args.out, "results.json"), results)
-    assert "scratchgen" not in sys.modules, "the twin must not load scratchgen's engine or thread policy"
-    return results
+    return train(twin, args, twin.init_keys, log=log)
 
 
 def _bool(s):
@@ -759,26 +668,12 @@ def main(argv=None):
     c.add_argument("--json", default=None, help="write the numbers here")
 
     t = sub.add_parser("train", help="`scratchgen train maf` with the torch twin")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, dest="batch_size")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--weight-decay", type=float, dest="weight_decay")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--patience", type=int)
-    t.add_argument("--limit-train", type=int, dest="limit_train")
-    t.add_argument("--limit-eval", type=int, dest="limit_eval")
-    t.add_argument("--blocks", type=int)
-    t.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes of each MADE (the spec's hidden=[...])")
-    t.add_argument("--batch-norm", type=_bool, dest="batch_norm", help="true / false (default true)")
-    t.add_argument("--data", help="mnist (default) or a 2-D toy set (the spec's data=...)")
-    t.add_argument("--n-train", type=int, dest="n_train", help="training points of a toy set")
-    t.add_argument("--dtype", choices=["float32", "float64"],
-                   help="the twin's dtype (default float32, as scratchgen's; float64: a reference with less rounding)")
-    t.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
-    t.add_argument("--torch-init", action="store_true", help="torch's own initial draw instead of scratchgen's")
-    t.add_argument("--init-from-scratchgen", dest="torch_init", action="store_false",
-                   help="scratchgen's initial weights for the same seed (the default)")
-    t.add_argument("--out", required=True)
+    add_train_args(t, optimizer_args=[("--weight-decay", dict(type=float, dest="weight_decay"))], model_args=[
+        ("--blocks", dict(type=int)),
+        ("--hidden", dict(type=int, nargs="+", help="hidden layer sizes of each MADE (the spec's hidden=[...])")),
+        ("--batch-norm", dict(type=_bool, dest="batch_norm", help="true / false (default true)")),
+        ("--data", dict(help="mnist (default) or a 2-D toy set (the spec's data=...)")),
+        ("--n-train", dict(type=int, dest="n_train", help="training points of a toy set"))])
     args = p.parse_args(argv)
     if args.cmd == "check":
         return check_main(args)

@@ -57,13 +57,9 @@ budget long enough for the runs to settle.
 torch is a bench-only dependency; scratchgen itself never imports it.
 """
 import argparse
-import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
-import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH)
@@ -74,6 +70,8 @@ for _p in (os.path.join(BENCH, "twins"), BENCH, REPO_ROOT):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
+from standalone import (add_train_args, from_scratchgen, max_abs, optimizer_steps, rel_diff,  # noqa: E402
+                        run_checks, train)
 
 LOG_2PI = math.log(2 * math.pi)
 EVAL_CHUNK = 100          # scratchgen.specs.realnvp.EVAL_CHUNK
@@ -357,64 +355,7 @@ class TorchRealNVP(tnn.Module):
         return self.inverse(zs)
 
 
-# -- weights from scratchgen ------------------------------------------------------------------------
-def from_scratchgen(torch_model, state):
-    """Copy a scratchgen RealNVP's state_dict (or the model itself, or a dict of arrays) into the twin:
-    the same keys and shapes, or KeyError / ValueError; values cast to the twin's dtypes. Actnorm's
-    `initialized` buffers come along, so an initialised model stays initialised."""
-    if hasattr(state, "state_dict"):
-        state = state.state_dict()
-    sd = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in state.items()}
-    own = torch_model.state_dict()
-    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    if missing or extra:
-        raise KeyError(f"state_dict keys differ: missing in scratchgen {missing}, not in torch {extra}")
-    new = {}
-    for k, v in own.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise ValueError(f"{k}: scratchgen shape {sd[k].shape} vs torch {tuple(v.shape)}")
-        new[k] = torch.as_tensor(np.array(sd[k]), dtype=v.dtype, device=v.device)
-    torch_model.load_state_dict(new, strict=True)
-    return torch_model
-
-
-def scratchgen_initial_state(config, seed):
-    """The state_dict `scratchgen train realnvp` starts from (seed_everything(seed), then the spec's
-    build(), as cmd_train), computed in a subprocess so this process never imports scratchgen."""
-    keys = ("scales", "channels", "blocks", "couplings")
-    cfg = {k: config[k] for k in keys}
-    code = ("import json, sys, numpy as np\n"
-            "from scratchgen.specs import create\n"
-            "from scratchgen.train import seed_everything\n"
-            "cfg, seed, path = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]\n"
-            "spec = create('realnvp', dict(cfg, seed=seed))\n"
-            "seed_everything(seed)\n"
-            "model = spec.build()\n"
-            "np.savez(path, **{k: np.asarray(v.numpy() if hasattr(v, 'numpy') else v)"
-            " for k, v in model.state_dict().items()})\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "init.npz")
-        paths = [REPO_ROOT] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-        subprocess.run([sys.executable, "-c", code, json.dumps(cfg), str(seed), path], check=True, env=env)
-        with np.load(path) as f:
-            return {k: f[k].copy() for k in f.files}
-
-
 # -- equivalence check ------------------------------------------------------------------------------
-def rel_diff(a, b):
-    """||a - b|| / ||b|| in float64."""
-    a, b = (np.asarray(v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else
-                       (v.numpy() if hasattr(v, "numpy") else v), np.float64) for v in (a, b))
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
-def max_abs(a, b):
-    a, b = (np.asarray(v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else
-                       (v.numpy() if hasattr(v, "numpy") else v), np.float64) for v in (a, b))
-    return float(np.max(np.abs(a - b)))
-
-
 def randomize_(sgm, rng):
     """Random weights that make every coupling a non-trivial map: the zero-initialised output convs
     get small normal weights, the tanh scales U(0.5, 1.5) (the convs keep their default draw)."""
@@ -512,17 +453,8 @@ def check_one(dtype_name, batches, args, log=print):
     sg_opt = sg.optim.Adam(sgm.parameters(), lr=1e-3)
     t_opt = torch.optim.Adam(tm.parameters(), lr=1e-3)
     step_loss, step_param = [], []
-    for xb in batches[3:3 + args.steps]:
-        xb = xb.astype(np_dtype)
-        sg_opt.zero_grad()
-        ls = -sgm.log_prob(sg.tensor(xb)).mean()
-        ls.backward()
-        sg_opt.step()
-        t_opt.zero_grad()
-        lt = -tm.log_prob(torch.from_numpy(xb)).mean()
-        lt.backward()
-        t_opt.step()
-        step_loss.append(abs(float(ls.item()) - float(lt.item())) / abs(float(lt.item())))
+    for loss_rel in optimizer_steps(sg, sgm, tm, sg_opt, t_opt, batches[3:3 + args.steps], np_dtype):
+        step_loss.append(loss_rel)
         step_param.append(max(rel_diff(t_params[n], p.detach().numpy()) for n, p in sg_params.items()))
     res["adam_loss_rel_max"] = max(step_loss) if step_loss else 0.0
     res["adam_param_rel_max"] = max(step_param) if step_param else 0.0
@@ -566,15 +498,7 @@ def check_main(args):
     rng = np.random.default_rng(args.seed)
     batches = [dequantize(u8[rng.choice(len(u8), args.batch_size, replace=False)], rng)
                for _ in range(3 + args.steps)]
-    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
-    t0 = time.perf_counter()
-    out = {d: check_one(d, batches, args) for d in dtypes}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-    ok = not any(r["failed"] for r in out.values())
-    print(f"{'EQUIVALENT' if ok else 'MISMATCH'} ({time.perf_counter() - t0:.1f}s)")
-    return 0 if ok else 1
+    return run_checks(check_one, batches, args)
 
 
 # -- training: `scratchgen train realnvp` with torch ------------------------------------------------
@@ -586,6 +510,7 @@ def _twin_class():
         name = "realnvp"
         defaults = dict(SPEC_DEFAULTS)
         monitor = ("valid_nll", "min")
+        init_keys = ("scales", "channels", "blocks", "couplings")   # what scratchgen's build() reads
 
         def __init__(self, config, init_state=None):
             super().__init__(config)
@@ -629,25 +554,11 @@ def _twin_class():
 
 
 def train_main(args, log=print):
-    from runner import run
     config = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "patience", "limit_train",
                                              "limit_eval", "scales", "channels", "blocks", "couplings",
                                              "temperature", "dtype")}
-    twin_cls = _twin_class()
-    twin = twin_cls(config)
-    c = twin.config
-    if not args.torch_init:   # before run(): not counted in the twin's wall times (scratchgen's import)
-        t0 = time.perf_counter()
-        twin.init_state = scratchgen_initial_state(c, int(c["seed"]))
-        log(f"initial weights: scratchgen's (seed {c['seed']}), built in a subprocess in "
-            f"{time.perf_counter() - t0:.1f}s")
-    twin.config["init"] = "torch" if args.torch_init else "scratchgen"
-    results = run(twin, args, log=log)
-    results.update({"init": twin.config["init"], "torch": torch.__version__, "threads": torch.get_num_threads()})
-    from runner import write_json
-    write_json(os.path.join(args.out, "results.json"), results)
-    assert "scratchgen" not in sys.modules, "the twin must not load scratchgen's engine or thread policy"
-    return results
+    twin = _twin_class()(config)
+    return train(twin, args, twin.init_keys, log=log)
 
 
 def main(argv=None):
@@ -666,25 +577,9 @@ def main(argv=None):
     c.add_argument("--json", default=None, help="write the numbers here")
 
     t = sub.add_parser("train", help="`scratchgen train realnvp` with the torch twin")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, dest="batch_size")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--patience", type=int)
-    t.add_argument("--limit-train", type=int, dest="limit_train")
-    t.add_argument("--limit-eval", type=int, dest="limit_eval")
-    t.add_argument("--scales", type=int)
-    t.add_argument("--channels", type=int)
-    t.add_argument("--blocks", type=int)
-    t.add_argument("--couplings", type=int)
-    t.add_argument("--temperature", type=float)
-    t.add_argument("--dtype", choices=["float32", "float64"],
-                   help="the twin's dtype (default float32, as scratchgen's; float64: a reference with less rounding)")
-    t.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
-    t.add_argument("--torch-init", action="store_true", help="torch's own initial draw instead of scratchgen's")
-    t.add_argument("--init-from-scratchgen", dest="torch_init", action="store_false",
-                   help="scratchgen's initial weights for the same seed (the default)")
-    t.add_argument("--out", required=True)
+    add_train_args(t, model_args=[("--scales", dict(type=int)), ("--channels", dict(type=int)),
+                                  ("--blocks", dict(type=int)), ("--couplings", dict(type=int)),
+                                  ("--temperature", dict(type=float))])
     args = p.parse_args(argv)
     if args.cmd == "check":
         return check_main(args)
