@@ -3,7 +3,7 @@
 against its PyTorch twin `python bench/twins/cli.py MODEL --epochs 1` (bench/twins/cli.py says
 what each twin mirrors), each in its own process, alternating, at default threads.
 
-    SCRATCHGEN_DATA=/work/shared/data python bench/cli_epoch.py                       # all 12 models
+    SCRATCHGEN_DATA=/work/shared/data python bench/cli_epoch.py                       # all 13 models
     SCRATCHGEN_DATA=/work/shared/data python bench/cli_epoch.py --runs 5 --one-thread \\
         --write bench/RESULTS.md                                                      # + 1-thread column
     python bench/cli_epoch.py --models made gan --runs 1 --limit-train 500 --limit-eval 500   # smoke test
@@ -37,9 +37,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-MODELS = ["made", "vae", "nice", "gan", "wgan_gp", "dcgan", "pixelcnn", "gated_pixelcnn", "realnvp", "maf", "rbm", "nade"]
+MODELS = ["made", "vae", "nice", "gan", "wgan_gp", "dcgan", "pixelcnn", "gated_pixelcnn", "realnvp", "glow", "maf",
+          "rbm", "nade"]
 # Twins that live in their own file (a `train` mode mirroring cmd_train) rather than in twins/cli.py.
-OWN_TWIN = {"realnvp": ["torch_realnvp.py", "train"], "maf": ["torch_maf.py", "train"]}
+OWN_TWIN = {"realnvp": ["torch_realnvp.py", "train"], "glow": ["torch_glow.py", "train"],
+            "maf": ["torch_maf.py", "train"]}
 THREAD_VARS = ("OMP_", "OPENBLAS_", "MKL_", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "SCRATCHGEN_THREADS")
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "NUMBA_NUM_THREADS": "1", "SCRATCHGEN_THREADS": "1"}

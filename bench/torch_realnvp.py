@@ -54,6 +54,10 @@ twin minus scratchgen was +0.013 bits/dim on average over those seeds (spread -0
 Compare single short runs with that in mind: a same-budget comparison wants several seeds or a
 budget long enough for the runs to settle.
 
+The Glow twin (torch_glow.py) imports its shared parts from here: the shape bijections, ActNorm,
+ChannelCoupling (its `net`), FlowSequence, the Flow base class (logit, log_prob, bits/dim, sampling),
+check_flow / check_main, the train twin (make_model) and main.
+
 torch is a bench-only dependency; scratchgen itself never imports it.
 """
 import argparse
@@ -160,14 +164,20 @@ class ResidualBlock(tnn.Module):
         return torch.relu(x + self.body(x))
 
 
+def zero_conv(in_channels, out_channels, dtype=torch.float32):
+    """A 'same' 3x3 convolution started at zero (weight and bias): a coupling's or a prior's output."""
+    conv = tnn.Conv2d(in_channels, out_channels, 3, padding=1, dtype=dtype)
+    tnn.init.zeros_(conv.weight)
+    tnn.init.zeros_(conv.bias)
+    return conv
+
+
 class ResNet(tnn.Module):
     def __init__(self, in_channels, out_channels, channels, blocks, dtype=torch.float32):
         super().__init__()
         self.net = tnn.Sequential(tnn.Conv2d(in_channels, channels, 3, padding=1, dtype=dtype), tnn.ReLU(),
                                   *[ResidualBlock(channels, dtype) for _ in range(blocks)])
-        self.out = tnn.Conv2d(channels, 2 * out_channels, 3, padding=1, dtype=dtype)
-        tnn.init.zeros_(self.out.weight)
-        tnn.init.zeros_(self.out.bias)
+        self.out = zero_conv(channels, 2 * out_channels, dtype)
         self.scale = tnn.Parameter(torch.ones(1, out_channels, 1, 1, dtype=dtype))
 
     def forward(self, x):
@@ -206,12 +216,13 @@ class CheckerboardCoupling(tnn.Module):
 
 
 class ChannelCoupling(tnn.Module):
-    """parity 0: the first half of the channels conditions the second; parity 1: the other way."""
+    """parity 0: the first half of the channels conditions the second; parity 1: the other way.
+    `net` (s, t) = net(cond) in place of the ResNet (Glow's coupling, torch_glow.py)."""
 
-    def __init__(self, channels, hidden, blocks, parity, dtype=torch.float32):
+    def __init__(self, channels, hidden, blocks, parity, dtype=torch.float32, net=None):
         super().__init__()
         self.parity = parity
-        self.net = ResNet(channels // 2, channels // 2, hidden, blocks, dtype)
+        self.net = net if net is not None else ResNet(channels // 2, channels // 2, hidden, blocks, dtype)
 
     def _halves(self, x):
         c = x.shape[1] // 2
@@ -231,22 +242,33 @@ class ChannelCoupling(tnn.Module):
         return self._join(cond, affine_coupling_inverse(changed, *self.net(cond)))
 
 
-class _Steps(tnn.Module):
-    def __init__(self, layers):
-        super().__init__()
-        self.layers = tnn.ModuleList(layers)
+class FlowSequence(tnn.ModuleList):
+    """Layers of a flow applied in turn (a ModuleList: state_dict keys 0., 1., ...):
+    forward(x) -> (y, summed log-det), inverse(y) -> x."""
 
     def forward(self, x):
         logdet = 0
-        for layer in self.layers:
+        for layer in self:
             x, ld = layer(x)
             logdet = logdet + ld
         return x, logdet
 
     def inverse(self, y):
-        for layer in reversed(self.layers):
+        for layer in reversed(self):
             y = layer.inverse(y)
         return y
+
+
+class _Steps(tnn.Module):
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = FlowSequence(layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+    def inverse(self, y):
+        return self.layers.inverse(y)
 
 
 class _Normed(tnn.Module):
@@ -263,7 +285,53 @@ class _Normed(tnn.Module):
         return self.coupling.inverse(self.norm.inverse(y))
 
 
-class TorchRealNVP(tnn.Module):
+class Flow(tnn.Module):
+    """What TorchRealNVP and TorchGlow (torch_glow.py) share around their layers. A subclass sets
+    self.shape (C, H, W), self.alpha (the logit's) and self.z_shapes, and defines forward(x) ->
+    ([z_1..z_L], log-det per image) with every z standard normal, and inverse(zs)."""
+
+    @property
+    def dtype(self):
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def preprocess(self, x):
+        p = self.alpha + (1 - 2 * self.alpha) * x
+        y = p.log() - torch.log1p(-p)
+        logdet = (math.log1p(-2 * self.alpha) - p.log() - torch.log1p(-p)).reshape(x.shape[0], -1).sum(1)
+        return y, logdet
+
+    def postprocess(self, y):
+        return (torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha)
+
+    def _as_input(self, x):
+        if not isinstance(x, torch.Tensor):
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=torch.empty((), dtype=self.dtype).numpy().dtype))
+        return x.to(self.device, self.dtype).reshape(x.shape[0], *self.shape)
+
+    def log_prob(self, x):
+        zs, logdet = self(x)
+        return sum(gaussian_log_prob(z) for z in zs) + logdet
+
+    def bits_per_dim(self, x):
+        return bits_per_dim(self.log_prob(x), dim=int(np.prod(self.shape)))
+
+    @torch.no_grad()
+    def sample(self, n, temperature=1.0, generator=None):
+        """n images in [0, 1] from z ~ N(0, temperature^2 I), drawn as scratchgen's sample draws them:
+        `generator` a NumPy Generator, a seed, or a scratchgen Generator (its .rng)."""
+        draw = getattr(generator, "rng", generator)
+        draw = draw if isinstance(draw, np.random.Generator) else np.random.default_rng(draw)
+        np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+        zs = [torch.from_numpy((temperature * draw.standard_normal((n,) + s)).astype(np_dtype)).to(self.device)
+              for s in self.z_shapes]
+        return self.inverse(zs)
+
+
+class TorchRealNVP(Flow):
     """scratchgen.models.realnvp.RealNVP: forward(x) -> ([z_1..z_L], log-det per image), inverse(zs),
     log_prob(x) in nats per image for x in [0, 1]^D, bits_per_dim(x), sample(n, temperature, generator)."""
 
@@ -291,28 +359,6 @@ class TorchRealNVP(tnn.Module):
             c //= 2
         self.levels = tnn.ModuleList(levels)
 
-    @property
-    def dtype(self):
-        return self.levels[0][0].layers[0].norm.bias.dtype
-
-    @property
-    def device(self):
-        return self.levels[0][0].layers[0].norm.bias.device
-
-    def preprocess(self, x):
-        p = self.alpha + (1 - 2 * self.alpha) * x
-        y = p.log() - torch.log1p(-p)
-        logdet = (math.log1p(-2 * self.alpha) - p.log() - torch.log1p(-p)).reshape(x.shape[0], -1).sum(1)
-        return y, logdet
-
-    def postprocess(self, y):
-        return (torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha)
-
-    def _as_input(self, x):
-        if not isinstance(x, torch.Tensor):
-            x = torch.from_numpy(np.ascontiguousarray(x, dtype=torch.empty((), dtype=self.dtype).numpy().dtype))
-        return x.to(self.device, self.dtype).reshape(x.shape[0], *self.shape)
-
     def forward(self, x):
         x, logdet = self.preprocess(self._as_input(x))
         zs = []
@@ -336,24 +382,6 @@ class TorchRealNVP(tnn.Module):
             x = level[0].inverse(x)
         return self.postprocess(x)
 
-    def log_prob(self, x):
-        zs, logdet = self(x)
-        return sum(gaussian_log_prob(z) for z in zs) + logdet
-
-    def bits_per_dim(self, x):
-        return bits_per_dim(self.log_prob(x), dim=int(np.prod(self.shape)))
-
-    @torch.no_grad()
-    def sample(self, n, temperature=1.0, generator=None):
-        """n images in [0, 1] from z ~ N(0, temperature^2 I), drawn as scratchgen's sample draws them:
-        `generator` a NumPy Generator, a seed, or a scratchgen Generator (its .rng)."""
-        draw = getattr(generator, "rng", generator)
-        draw = draw if isinstance(draw, np.random.Generator) else np.random.default_rng(draw)
-        np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
-        zs = [torch.from_numpy((temperature * draw.standard_normal((n,) + s)).astype(np_dtype)).to(self.device)
-              for s in self.z_shapes]
-        return self.inverse(zs)
-
 
 # -- equivalence check ------------------------------------------------------------------------------
 def randomize_(sgm, rng):
@@ -368,17 +396,30 @@ def randomize_(sgm, rng):
 
 def check_one(dtype_name, batches, args, log=print):
     """One dtype: returns a dict of worst differences, and whether each is within its tolerance."""
+    def models(np_dtype, t_dtype):
+        from scratchgen.models.realnvp import RealNVP
+        kw = dict(scales=args.scales, channels=args.channels, blocks=args.blocks, couplings=args.couplings)
+        sgm = RealNVP((1, 28, 28), dtype=np_dtype, **kw)
+        randomize_(sgm, np.random.default_rng(args.seed + 100))
+        return sgm, lambda: from_scratchgen(TorchRealNVP((1, 28, 28), dtype=t_dtype, **kw), sgm), {}
+
+    return check_flow(dtype_name, batches, args, models, f"scales {args.scales}, channels {args.channels}, "
+                      f"blocks {args.blocks}, couplings {args.couplings}", log=log)
+
+
+def check_flow(dtype_name, batches, args, models, describe, log=print):
+    """check_one of a flow twin (this file's, torch_glow.py's): `models(np_dtype, torch_dtype)` ->
+    (scratchgen's model with random weights and actnorm not initialised yet, a function that copies
+    its state into a new twin, keywords of optimizer_steps); `describe` the configuration, for the log.
+    Returns a dict of worst differences, and whether each is within its tolerance."""
     import scratchgen as sg
-    from scratchgen.models.realnvp import RealNVP
     from scratchgen.train import seed_everything
     np_dtype = np.float64 if dtype_name == "float64" else np.float32
     t_dtype = torch.float64 if dtype_name == "float64" else torch.float32
     seed_everything(args.seed)
     torch.manual_seed(args.seed)
-    kw = dict(scales=args.scales, channels=args.channels, blocks=args.blocks, couplings=args.couplings)
-    sgm = RealNVP((1, 28, 28), dtype=np_dtype, **kw)
-    randomize_(sgm, np.random.default_rng(args.seed + 100))
-    tm = from_scratchgen(TorchRealNVP((1, 28, 28), dtype=t_dtype, **kw), sgm)   # uninitialised actnorm
+    sgm, twin_of_sgm, step_kw = models(np_dtype, t_dtype)
+    tm = twin_of_sgm()   # uninitialised actnorm
     x0, x1 = (b.astype(np_dtype) for b in batches[:2])
     res = {}
 
@@ -422,7 +463,7 @@ def check_one(dtype_name, batches, args, log=print):
                 "grad_rel_median": float(np.median(list(grad.values()))), "n_params": len(grad)})
 
     # 3. a copy of the initialised model does not initialise again (training mode, a new batch)
-    tm2 = from_scratchgen(TorchRealNVP((1, 28, 28), dtype=t_dtype, **kw), sgm).train()
+    tm2 = twin_of_sgm().train()
     before = {k: v.clone() for k, v in tm2.state_dict().items()}
     with torch.no_grad():
         lp2 = tm2.log_prob(torch.from_numpy(batches[2].astype(np_dtype)))
@@ -447,17 +488,20 @@ def check_one(dtype_name, batches, args, log=print):
     res.update({"inverse_max_abs": max_abs(x_inv_t, x_inv_sg), "samples_max_abs": max_abs(samples_t, samples_sg),
                 "round_trip_x_max_abs": max_abs(x_round, x1)})
 
-    # 5. a few Adam steps side by side (lr 1e-3, the spec's optimizer)
+    # 5. a few Adam steps side by side (lr 1e-3, the spec's optimizer; step_kw: a spec's lr schedule)
     sgm.train()
     tm.train()
     sg_opt = sg.optim.Adam(sgm.parameters(), lr=1e-3)
     t_opt = torch.optim.Adam(tm.parameters(), lr=1e-3)
-    step_loss, step_param = [], []
-    for loss_rel in optimizer_steps(sg, sgm, tm, sg_opt, t_opt, batches[3:3 + args.steps], np_dtype):
+    step_loss, step_param, step_lr = [], [], []
+    for loss_rel in optimizer_steps(sg, sgm, tm, sg_opt, t_opt, batches[3:3 + args.steps], np_dtype, **step_kw):
         step_loss.append(loss_rel)
         step_param.append(max(rel_diff(t_params[n], p.detach().numpy()) for n, p in sg_params.items()))
+        step_lr.append((float(sg_opt.param_groups[0]["lr"]), float(t_opt.param_groups[0]["lr"])))
     res["adam_loss_rel_max"] = max(step_loss) if step_loss else 0.0
     res["adam_param_rel_max"] = max(step_param) if step_param else 0.0
+    res["adam_lr_max_abs"] = max((abs(a - b) for a, b in step_lr), default=0.0)
+    res["adam_lr"] = [b for a, b in step_lr]
 
     # tolerances: float64 agrees to rounding; float32 to float32 rounding through ~20 layers
     f64 = dtype_name == "float64"
@@ -466,10 +510,10 @@ def check_one(dtype_name, batches, args, log=print):
            "grad_rel_max": 1e-7 if f64 else 1e-3, "copy_log_prob_rel": 1e-9 if f64 else 1e-5,
            "reinit_changed": 0.0, "inverse_max_abs": 1e-9 if f64 else 1e-4,
            "samples_max_abs": 1e-9 if f64 else 1e-4, "round_trip_x_max_abs": 1e-9 if f64 else 1e-4,
-           "adam_loss_rel_max": 1e-8 if f64 else 1e-4, "adam_param_rel_max": 1e-7 if f64 else 1e-3}
+           "adam_loss_rel_max": 1e-8 if f64 else 1e-4, "adam_param_rel_max": 1e-7 if f64 else 1e-3,
+           "adam_lr_max_abs": 0.0}
     failed = sorted(k for k, t in tol.items() if not res[k] <= t)
-    log(f"{dtype_name}: scales {args.scales}, channels {args.channels}, blocks {args.blocks}, couplings "
-        f"{args.couplings}, batch {len(x1)}; {res['n_params']} parameter tensors")
+    log(f"{dtype_name}: {describe}, batch {len(x1)}; {res['n_params']} parameter tensors")
     log(f"  actnorm init: max rel diff of bias/log_scale {res['actnorm_init_rel']:.2e}; log_prob on the init "
         f"batch rel {res['init_batch_log_prob_rel']:.2e}")
     log(f"  log_prob: max |diff| {res['log_prob_max_abs_nats']:.2e} nats (rel L2 {res['log_prob_rel']:.2e}); "
@@ -483,7 +527,8 @@ def check_one(dtype_name, batches, args, log=print):
     log(f"  inverse of the same z: max |diff| {res['inverse_max_abs']:.2e}; samples (same generator, T=0.8) "
         f"{res['samples_max_abs']:.2e}; torch round trip inverse(forward(x)) "
         f"{res['round_trip_x_max_abs']:.2e}")
-    log(f"  {len(step_loss)} Adam steps: loss rel max {res['adam_loss_rel_max']:.2e}, params rel max "
+    log(f"  {len(step_loss)} Adam steps (lr {', '.join(f'{lr:.3g}' for lr in res['adam_lr'])}; scratchgen's "
+        f"differ by {res['adam_lr_max_abs']:.1e}): loss rel max {res['adam_loss_rel_max']:.2e}, params rel max "
         f"{res['adam_param_rel_max']:.2e}")
     if failed:
         log("  OUT OF TOLERANCE: " + ", ".join(f"{k} {res[k]:.3g} > {tol[k]:.1g}" for k in failed))
@@ -491,7 +536,8 @@ def check_one(dtype_name, batches, args, log=print):
     return res
 
 
-def check_main(args):
+def check_main(args, check_one=check_one):
+    """The check subcommand: 3 + args.steps dequantized MNIST training batches, check_one per dtype."""
     from scratchgen.data import dequantize, load_mnist
     torch.set_num_threads(args.threads)
     u8 = load_mnist("train")[0][:, None]
@@ -516,12 +562,16 @@ def _twin_class():
             super().__init__(config)
             self.init_state = init_state
 
+        def make_model(self, dtype):
+            c = self.config
+            return TorchRealNVP((1, 28, 28), scales=c["scales"], channels=c["channels"], blocks=c["blocks"],
+                                couplings=c["couplings"], dtype=dtype)
+
         def build(self):
             c = self.config
             # the spec's build(): the training noise has its own stream
             self.noise = np.random.default_rng(int(c["seed"]) + 1)
-            model = TorchRealNVP((1, 28, 28), scales=c["scales"], channels=c["channels"], blocks=c["blocks"],
-                                 couplings=c["couplings"], dtype=getattr(torch, c.get("dtype") or "float32"))
+            model = self.make_model(getattr(torch, c.get("dtype") or "float32"))
             if self.init_state is not None:
                 from_scratchgen(model, self.init_state)
             return model
@@ -553,37 +603,43 @@ def _twin_class():
     return RealNVPTwin
 
 
-def train_main(args, log=print):
-    config = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "patience", "limit_train",
-                                             "limit_eval", "scales", "channels", "blocks", "couplings",
-                                             "temperature", "dtype")}
-    twin = _twin_class()(config)
+def train_main(args, log=print, twin_class=_twin_class):
+    """The train subcommand for the twin class that `twin_class()` returns: the run's flags and the
+    twin's own settings (the keys of its defaults) as its config."""
+    cls = twin_class()
+    keys = ("epochs", "batch_size", "lr", "seed", "patience", "limit_train", "limit_eval", *cls.defaults, "dtype")
+    twin = cls({k: getattr(args, k) for k in dict.fromkeys(keys)})
     return train(twin, args, twin.init_keys, log=log)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+CHECK_ARGS = [("--scales", dict(type=int, default=2)), ("--channels", dict(type=int, default=32)),
+              ("--blocks", dict(type=int, default=1)), ("--couplings", dict(type=int, default=2))]
+TRAIN_ARGS = [("--scales", dict(type=int)), ("--channels", dict(type=int)), ("--blocks", dict(type=int)),
+              ("--couplings", dict(type=int)), ("--temperature", dict(type=float))]
+
+
+def main(argv=None, doc=__doc__, model="realnvp", check_args=CHECK_ARGS, train_args=TRAIN_ARGS, steps=3,
+         check_one=check_one, twin_class=_twin_class):
+    """The command line of a flow twin (this file's, torch_glow.py's): `check` with the model's
+    `check_args` and `steps` Adam steps by default, `train` with its `train_args`."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="scratchgen vs torch: log_prob, gradients, actnorm init, inverse, Adam steps")
     c.add_argument("--dtype", choices=["float64", "float32", "both"], default="both")
-    c.add_argument("--scales", type=int, default=2)
-    c.add_argument("--channels", type=int, default=32)
-    c.add_argument("--blocks", type=int, default=1)
-    c.add_argument("--couplings", type=int, default=2)
+    for flag, kw in check_args:
+        c.add_argument(flag, **kw)
     c.add_argument("--batch-size", type=int, default=16)
-    c.add_argument("--steps", type=int, default=3, help="Adam steps compared after the gradients")
+    c.add_argument("--steps", type=int, default=steps, help="Adam steps compared after the gradients")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--json", default=None, help="write the numbers here")
 
-    t = sub.add_parser("train", help="`scratchgen train realnvp` with the torch twin")
-    add_train_args(t, model_args=[("--scales", dict(type=int)), ("--channels", dict(type=int)),
-                                  ("--blocks", dict(type=int)), ("--couplings", dict(type=int)),
-                                  ("--temperature", dict(type=float))])
+    t = sub.add_parser("train", help=f"`scratchgen train {model}` with the torch twin")
+    add_train_args(t, model_args=train_args)
     args = p.parse_args(argv)
     if args.cmd == "check":
-        return check_main(args)
-    train_main(args, log=lambda *a: print(*a, flush=True))
+        return check_main(args, check_one)
+    train_main(args, log=lambda *a: print(*a, flush=True), twin_class=twin_class)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""What the standalone twin scripts (bench/torch_realnvp.py, bench/torch_maf.py) share around
+"""What the standalone twin scripts (bench/torch_realnvp.py, torch_glow.py, torch_maf.py) share around
 their models: scratchgen's weights in and out, the check's comparisons, the train subcommand.
 
     from_scratchgen(torch_model, state)        a scratchgen state_dict copied into a twin with the
@@ -88,21 +88,29 @@ def max_abs(a, b):
     return float(np.max(np.abs(a - b))) if a.size else 0.0
 
 
-def optimizer_steps(sg, sgm, tm, sg_opt, t_opt, batches, np_dtype):
+def optimizer_steps(sg, sgm, tm, sg_opt, t_opt, batches, np_dtype, sg_step=None, t_schedule=None):
     """One step of each optimizer on each batch (the mean NLL, scratchgen's model `sgm` through the
     scratchgen module `sg`, the twin `tm`), side by side; yields the losses' relative difference
-    after each step, before the next."""
+    after each step, before the next. A learning-rate schedule applied per step: `sg_step(sgm, x,
+    sg_opt)` -> the loss as a float, scratchgen's own step (a spec's training_step, its loss the
+    mean NLL of x), and `t_schedule(t_opt)`, called before each of the twin's steps."""
     for xb in batches:
         xb = xb.astype(np_dtype)
-        sg_opt.zero_grad()
-        ls = -sgm.log_prob(sg.tensor(xb)).mean()
-        ls.backward()
-        sg_opt.step()
+        if sg_step is not None:
+            ls = sg_step(sgm, sg.tensor(xb), sg_opt)
+        else:
+            sg_opt.zero_grad()
+            ls = -sgm.log_prob(sg.tensor(xb)).mean()
+            ls.backward()
+            sg_opt.step()
+            ls = float(ls.item())
+        if t_schedule is not None:
+            t_schedule(t_opt)
         t_opt.zero_grad()
         lt = -tm.log_prob(torch.from_numpy(xb)).mean()
         lt.backward()
         t_opt.step()
-        yield abs(float(ls.item()) - float(lt.item())) / abs(float(lt.item()))
+        yield abs(ls - float(lt.item())) / abs(float(lt.item()))
 
 
 def run_checks(check_one, batches, args):
