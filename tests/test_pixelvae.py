@@ -216,6 +216,42 @@ def test_training_uses_the_warmup_weight_and_evaluation_the_full_elbo():
     assert metrics["valid_kl"] > 0 and "test_nll_iwae" not in metrics
 
 
+@pytest.mark.parametrize("floor", [0.0, "between", 1e6])
+def test_free_bits_charge_each_dimensions_mean_kl_only_above_the_floor(floor):
+    model = sharpen(tiny(latent=3))
+    x = sg.tensor(np.random.default_rng(0).integers(0, 2, (5, 1, 4, 4)).astype(np.float64))
+    if floor == "between":   # a floor between the dimensions' mean KLs: some are charged, some not
+        with sg.no_grad():
+            kls = np.sort(model.elbo(x, generator=sg.Generator(1), return_terms=True, per_dim_kl=True)[2]
+                          .numpy().mean(axis=0))
+        floor = float(kls[0] + kls[1]) / 2
+    model.free_bits = floor
+
+    def encoder_grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return {n: p.grad.numpy().copy() for n, p in model.named_parameters() if n.startswith("encoder")}
+
+    out = model.training_loss(x, generator=sg.Generator(1))
+    got = encoder_grads(out["loss"])
+    _, rec, kl = model.elbo(x, generator=sg.Generator(1), return_terms=True, per_dim_kl=True)
+    kl_mean = kl.mean(axis=0)
+    above = kl_mean.detach().numpy() > floor
+    assert above.sum() == {0.0: 3, 1e6: 0}.get(floor, 2)
+    np.testing.assert_allclose(out["loss"].item(), -rec.mean().item() + np.maximum(kl_mean.detach().numpy(), floor).sum(),
+                               rtol=1e-12)
+    np.testing.assert_allclose(out["elbo"].item(), (rec - kl.sum(axis=1)).mean().item(), rtol=1e-12)
+    # a dimension below the floor sends the encoder no KL gradient; one above it its whole KL gradient
+    want = encoder_grads(-rec.mean() + (kl_mean * sg.tensor(above.astype(np.float64))).sum())
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-9, atol=1e-12)
+
+
+def test_negative_free_bits_are_an_error():
+    with pytest.raises(ValueError, match="free_bits"):
+        tiny(free_bits=-1)
+
+
 # -- sampling ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("conditioning", ["upsample", "linear"])
 def test_cached_sampler_with_conditioning_draws_what_the_naive_sampler_draws(conditioning):

@@ -140,10 +140,14 @@ class PixelVAE(nn.Module):
     conditioning: 'upsample' (z -> image-size feature maps, `maps` of them, a 1x1 conv into every
     gated layer) or 'linear' (a linear map of z into every gated layer, per channel);
     warmup: KL warm-up, the training loss's KL weight rises linearly from 0 to `beta` over this
-    many steps, counted by the buffer `steps` (advanced by `advance()`, saved with the model)."""
+    many steps, counted by the buffer `steps` (advanced by `advance()`, saved with the model);
+    free_bits: "free bits" (Kingma et al. 2016, Eq. 15) in nats per latent dimension: the training
+    loss charges each dimension's batch-mean KL only above this floor, so the optimizer gains nothing
+    by pushing a dimension's KL below it (a guard against posterior collapse; 0: off)."""
 
     def __init__(self, latent=32, hidden=256, channels=32, layers=4, conditioning="upsample", maps=16,
-                 kernel_size=3, first_kernel=7, out_channels=64, shape=(28, 28), beta=1.0, warmup=0):
+                 kernel_size=3, first_kernel=7, out_channels=64, shape=(28, 28), beta=1.0, warmup=0,
+                 free_bits=0.0):
         super().__init__()
         if conditioning not in CONDITIONING:
             raise ValueError(f"conditioning must be one of {', '.join(CONDITIONING)}, got {conditioning!r}")
@@ -151,7 +155,9 @@ class PixelVAE(nn.Module):
         if len(shape) != 2 or shape[0] % 4 or shape[1] % 4 or min(shape) < 4:
             raise ValueError(f"PixelVAE: image height and width must be multiples of 4, got {shape}")
         self.latent_dim, self.shape, self.conditioning = int(latent), shape, conditioning
-        self.beta, self.warmup = float(beta), int(warmup)
+        self.beta, self.warmup, self.free_bits = float(beta), int(warmup), float(free_bits)
+        if self.free_bits < 0:
+            raise ValueError(f"free_bits must be >= 0 nats per latent dimension, got {free_bits}")
         self.encoder = ConvEncoder(shape, self.latent_dim, hidden)
         self.decoder = GatedPixelCNN(channels, layers, kernel_size, first_kernel, out_channels)
         two_p = 2 * channels
@@ -215,17 +221,18 @@ class PixelVAE(nn.Module):
         return -per_pixel.reshape(x.shape[0], -1).sum(axis=1)
 
     # -- the bound ----------------------------------------------------------------------------------
-    def elbo(self, x, beta=1.0, generator=None, return_terms=False):
+    def elbo(self, x, beta=1.0, generator=None, return_terms=False, per_dim_kl=False):
         """Per-image ELBO estimate, one reparameterized sample z = mu + sigma * eps, analytic KL.
         beta weights the KL (the warm-up's; 1 gives the ELBO). With return_terms, also log p(x|z)
-        and the KL, per image."""
+        and the KL, per image (per image and latent dimension, (N, latent), with per_dim_kl)."""
         x = self._images(x)
         q = self.encode(x)
         z = q.loc + q.scale * self._noise(q.loc.shape, generator)
         rec = self.log_px_z(x, z)
-        kl = kl_divergence(q, self.prior()).sum(axis=-1)
+        kl_dims = kl_divergence(q, self.prior())
+        kl = kl_dims.sum(axis=-1)
         elbo = rec - kl * beta if beta != 1 else rec - kl
-        return (elbo, rec, kl) if return_terms else elbo
+        return (elbo, rec, kl_dims if per_dim_kl else kl) if return_terms else elbo
 
     def current_beta(self):
         """The warm-up's KL weight at this step: beta * min(1, steps / warmup)."""
@@ -237,10 +244,17 @@ class PixelVAE(nn.Module):
 
     def training_loss(self, x, generator=None):
         """-(log p(x|z) - beta_t KL), averaged over the batch, beta_t the warm-up's weight (it does not
-        advance the clock). Returns {'loss', 'elbo', 'kl', 'rec', 'beta'}; 'elbo' is the true ELBO."""
+        advance the clock); with free bits, each dimension's batch-mean KL counts as max(KL_j, floor).
+        Returns {'loss', 'elbo', 'kl', 'rec', 'beta'}; 'elbo' is the true ELBO."""
         beta = self.current_beta()
-        elbo, rec, kl = self.elbo(x, beta=beta, generator=generator, return_terms=True)
-        return {"loss": -elbo.mean(), "elbo": (rec - kl).mean().detach(), "kl": kl.mean().detach(),
+        _, rec, kl_dims = self.elbo(x, generator=generator, return_terms=True, per_dim_kl=True)
+        kl_mean = kl_dims.mean(axis=0)                                       # (latent,)
+        if self.free_bits > 0:   # max(KL_j, floor) = floor + relu(KL_j - floor): no gradient below the floor
+            charged = (kl_mean - self.free_bits).relu().sum() + self.free_bits * self.latent_dim
+        else:
+            charged = kl_mean.sum()
+        kl = kl_mean.sum().detach()
+        return {"loss": charged * beta - rec.mean(), "elbo": rec.mean().detach() - kl, "kl": kl,
                 "rec": rec.mean().detach(), "beta": beta}
 
     def log_weights(self, x, k, generator=None, q=None):
@@ -292,4 +306,5 @@ class PixelVAE(nn.Module):
 
 
     def extra_repr(self):
-        return f"latent={self.latent_dim}, conditioning={self.conditioning!r}, warmup={self.warmup}"
+        return (f"latent={self.latent_dim}, conditioning={self.conditioning!r}, warmup={self.warmup}, "
+                f"free_bits={self.free_bits}")

@@ -15,7 +15,7 @@ class PixelVAESpec(BinarizedMNISTAutoregressiveSpec):
     description = ("PixelVAE (Gulrajani et al. 2017): conv encoder, Gated PixelCNN decoder conditioned on z; "
                    "test ELBO and IWAE NLL")
     defaults = dict(epochs=20, batch_size=64, lr=1e-3, latent=32, hidden=256, channels=32, layers=4, out_channels=64,
-                    conditioning="upsample", maps=16, warmup=0, eval_k=20, eval_batch=256)
+                    conditioning="upsample", maps=16, warmup=0, free_bits=0.0, eval_k=20, eval_batch=256)
     setting_help = {
         "conditioning": "how z enters every gated layer: upsample (z -> image-size feature maps, a 1x1 conv "
                         "into each gate) or linear (a linear map of z, one bias per channel: no upsampling)",
@@ -25,6 +25,9 @@ class PixelVAESpec(BinarizedMNISTAutoregressiveSpec):
         "hidden": "hidden width of the encoder's and the upsampling network's fully connected layer",
         "warmup": "KL warm-up: training steps (batches) over which the KL weight rises linearly from 0 to 1 "
                   "(0: off); validation and test always use the full ELBO",
+        "free_bits": "free bits (Kingma et al. 2016): nats of KL per latent dimension that the training loss "
+                     "does not charge for (a floor on each dimension's batch-mean KL; 0: off); against "
+                     "posterior collapse. Validation and test score the true ELBO",
         "eval_k": "importance samples per test image for the IWAE bound on the test NLL (5000 is the papers' "
                   "estimate, but each sample is a full PixelCNN pass: hours per 1,000 images on a CPU; 0: ELBO only)",
         "eval_batch": "decoder images per pass of the IWAE evaluation (samples x images; bounds its memory)",
@@ -37,7 +40,7 @@ class PixelVAESpec(BinarizedMNISTAutoregressiveSpec):
         c = self.config
         return PixelVAE(latent=c["latent"], hidden=c["hidden"], channels=c["channels"], layers=c["layers"],
                         conditioning=c["conditioning"], maps=c["maps"], out_channels=c["out_channels"],
-                        warmup=c["warmup"])
+                        warmup=c["warmup"], free_bits=c.get("free_bits") or 0.0)
 
     def loss(self, model, batch):
         return model.training_loss(batch[0])
