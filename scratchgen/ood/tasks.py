@@ -53,13 +53,14 @@ class Family:
     arity: int = None          # arrays per training example (1: images; 2: images and labels)
 
 
-# The study's families. pixelvae is included by name only: it joins a study once a spec registers it.
+# The study's families.
 FAMILIES = {
     "vae": Family("vae", "likelihood", "binary", (784,), dict(binarization="fixed"), epochs=10, cost=1.0, arity=1),
     # the pixelcnn_small recipe's size (19,649 parameters): the paper's 64x7 takes hours per epoch on a CPU
     "pixelcnn": Family("pixelcnn", "likelihood", "binary", (1, 28, 28), dict(channels=32, blocks=5, out_channels=32),
                        epochs=1, cost=20.0, arity=1),
-    "pixelvae": Family("pixelvae", "likelihood", "binary", None, {}, epochs=1, cost=20.0),
+    # free bits: without them the latent collapses within an epoch and the model is a Gated PixelCNN
+    "pixelvae": Family("pixelvae", "likelihood", "binary", None, dict(free_bits=0.25), epochs=1, cost=20.0),
     "dcgan": Family("dcgan", "discriminator", "symmetric", (784,), {}, epochs=2, cost=8.0, arity=2),
 }
 DEFAULT_FAMILIES = ("vae", "pixelcnn", "pixelvae", "dcgan")
