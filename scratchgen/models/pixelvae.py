@@ -221,18 +221,22 @@ class PixelVAE(nn.Module):
         return -per_pixel.reshape(x.shape[0], -1).sum(axis=1)
 
     # -- the bound ----------------------------------------------------------------------------------
-    def elbo(self, x, beta=1.0, generator=None, return_terms=False, per_dim_kl=False):
-        """Per-image ELBO estimate, one reparameterized sample z = mu + sigma * eps, analytic KL.
-        beta weights the KL (the warm-up's; 1 gives the ELBO). With return_terms, also log p(x|z)
-        and the KL, per image (per image and latent dimension, (N, latent), with per_dim_kl)."""
+    def reconstruction_and_kl(self, x, generator=None):
+        """log p(x|z) per image for one reparameterized z = mu + sigma * eps, and the analytic
+        KL(q(z|x) || p(z)) per image and latent dimension, (N, latent)."""
         x = self._images(x)
         q = self.encode(x)
         z = q.loc + q.scale * self._noise(q.loc.shape, generator)
-        rec = self.log_px_z(x, z)
-        kl_dims = kl_divergence(q, self.prior())
-        kl = kl_dims.sum(axis=-1)
+        return self.log_px_z(x, z), kl_divergence(q, self.prior())
+
+    def elbo(self, x, beta=1.0, generator=None, return_terms=False):
+        """Per-image ELBO estimate, one reparameterized sample z = mu + sigma * eps, analytic KL.
+        beta weights the KL (the warm-up's; 1 gives the ELBO). With return_terms, also log p(x|z)
+        and the KL, per image."""
+        rec, kl = self.reconstruction_and_kl(x, generator)
+        kl = kl.sum(axis=-1)
         elbo = rec - kl * beta if beta != 1 else rec - kl
-        return (elbo, rec, kl_dims if per_dim_kl else kl) if return_terms else elbo
+        return (elbo, rec, kl) if return_terms else elbo
 
     def current_beta(self):
         """The warm-up's KL weight at this step: beta * min(1, steps / warmup)."""
@@ -247,8 +251,8 @@ class PixelVAE(nn.Module):
         advance the clock); with free bits, each dimension's batch-mean KL counts as max(KL_j, floor).
         Returns {'loss', 'elbo', 'kl', 'rec', 'beta'}; 'elbo' is the true ELBO."""
         beta = self.current_beta()
-        _, rec, kl_dims = self.elbo(x, generator=generator, return_terms=True, per_dim_kl=True)
-        kl_mean = kl_dims.mean(axis=0)                                       # (latent,)
+        rec, kl_dims = self.reconstruction_and_kl(x, generator)
+        kl_mean = kl_dims.mean(axis=0)                                      # (latent,)
         if self.free_bits > 0:   # max(KL_j, floor) = floor + relu(KL_j - floor): no gradient below the floor
             charged = (kl_mean - self.free_bits).relu().sum() + self.free_bits * self.latent_dim
         else:
