@@ -1,6 +1,8 @@
 """`scratchgen train realnvp`: RealNVP (scratchgen.models.realnvp) on dequantized MNIST images,
 test negative log-likelihood in nats and bits/dim."""
 import math
+import os
+import sys
 
 import numpy as np
 
@@ -58,5 +60,13 @@ class RealNVPSpec(NoiseState, ModelSpec):
 
     def sample(self, model, n, path):
         from ..plots import image_grid
-        images = np.clip(model.sample(n, temperature=self.config["temperature"]).numpy(), 0, 1)
-        return image_grid(images.reshape(n, 28, 28), path, nrow=int(math.sqrt(n)))
+        with np.errstate(over="ignore", invalid="ignore"):   # an overflowing inverse is reported below
+            images = model.sample(n, temperature=self.config["temperature"]).numpy().reshape(n, 28, 28)
+        bad = ~np.isfinite(images).all(axis=(1, 2))
+        if bad.any():   # an undertrained flow's inverse divides by scales near 0: say so, never hide it
+            print(f"warning: {int(bad.sum())} of {n} samples are not finite (the flow's inverse overflowed at "
+                  f"temperature {self.config['temperature']}); {os.path.basename(path)} draws their inf/NaN "
+                  f"pixels grey. Train longer, or draw at a lower temperature (train with --set temperature=0.5)",
+                  file=sys.stderr, flush=True)
+            images = np.where(np.isfinite(images), images, 0.5)
+        return image_grid(np.clip(images, 0, 1), path, nrow=int(math.sqrt(n)))
