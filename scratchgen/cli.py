@@ -543,6 +543,8 @@ def build_parser():
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("--n", type=_count(1), default=None, help="number of samples")
     s.add_argument("--out", metavar="PATH", help="PNG path (default RUN_DIR/samples.png)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a sampling setting that differs from the run's, e.g. --set temperature=0.5 (repeatable)")
     s.add_argument("--data", metavar="DIR", help=f"data root (overrides ${DATA_ENV})")
     s.add_argument("--device", choices=["cpu", "cuda"])
     s.add_argument("--threads", type=_count(1), metavar="N",

@@ -150,6 +150,11 @@ def test_cli_trains_a_tiny_glow(tmp_path, capsys):
     text = json.dumps(json.loads((out / "results.json").read_text()))
     assert "test_bits_per_dim" in text and "test_nll" in text
     assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    cooler = tmp_path / "cool.png"
+    assert cli.main(["sample", str(out), "--n", "4", "--set", "temperature=0.5", "--out", str(cooler)]) == 0
+    assert cooler.read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["sample", str(out), "--set", "temperature=hot"]) != 0
+    assert "temperature" in capsys.readouterr().err
 
 
 def test_samples_that_overflow_are_reported_not_hidden(tmp_path, capsys):
