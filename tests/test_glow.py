@@ -155,6 +155,8 @@ def test_cli_trains_a_tiny_glow(tmp_path, capsys):
     assert cooler.read_bytes()[:4] == b"\x89PNG"
     assert cli.main(["sample", str(out), "--set", "temperature=hot"]) != 0
     assert "temperature" in capsys.readouterr().err
+    assert cli.main(["sample", str(out), "--set", "temperature=-1"]) != 0
+    assert "temperature must be positive" in capsys.readouterr().err
 
 
 def test_samples_that_overflow_are_reported_not_hidden(tmp_path, capsys):

@@ -36,6 +36,10 @@ class RealNVPSpec(NoiseState, ModelSpec):
                        couplings=c["couplings"])
 
     def build(self):
+        temperature = self.config.get("temperature", 1.0)
+        if not temperature > 0:   # checked now, not after training when samples.png is drawn
+            raise ValueError(f"temperature must be positive (the standard deviation of z in samples.png), "
+                             f"got {temperature}")
         # Dequantization noise has its own stream, saved in training_state, so --resume replays it.
         self.noise = np.random.default_rng(self.config["seed"] + 1)
         return self.make_model()
