@@ -70,7 +70,8 @@ class RealNVPSpec(NoiseState, ModelSpec):
         if bad.any():   # an undertrained flow's inverse divides by scales near 0: say so, never hide it
             print(f"warning: {int(bad.sum())} of {n} samples are not finite (the flow's inverse overflowed at "
                   f"temperature {self.config['temperature']}); {os.path.basename(path)} draws their inf/NaN "
-                  f"pixels grey. Train longer, or draw at a lower temperature: scratchgen sample RUN --set temperature=0.5",
+                  f"pixels grey. Train longer, or draw at a lower temperature: "
+                  f"scratchgen sample RUN --set temperature=0.5",
                   file=sys.stderr, flush=True)
             images = np.where(np.isfinite(images), images, 0.5)
         return image_grid(np.clip(images, 0, 1), path, nrow=int(math.sqrt(n)))
