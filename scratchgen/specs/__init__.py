@@ -18,7 +18,7 @@ from .registry import (  # noqa: F401
 )
 from . import registry as _registry
 
-_NOT_SPECS = ("registry", "settings", "vae_pictures")
+_NOT_SPECS = ("registry", "settings", "vae_pictures", "finite_samples")
 
 
 def _import_all():

@@ -24,6 +24,7 @@ from ..grad_mode import no_grad
 from ..models.maf import MAF
 from ..models.nice import bits_per_dim
 from ..tensor import Tensor
+from .finite_samples import finite_samples
 from .registry import ModelSpec, NoiseState, register
 
 LAMBDA = 1e-6   # the paper's logit-transform constant for MNIST
@@ -110,5 +111,5 @@ class MAFSpec(NoiseState, ModelSpec):
         from ..plots import image_grid, scatter_2d
         if self.toy:
             return scatter_2d(model.sample(max(n, 1000)).numpy(), path=path, title=f"MAF samples ({self.config['data']})")
-        images = np.clip(logit_inverse(model.sample(n).numpy(), LAMBDA), 0, 1).reshape(n, 28, 28)
-        return image_grid(images, path, nrow=int(math.sqrt(n)))
+        images = finite_samples(lambda: logit_inverse(model.sample(n).numpy(), LAMBDA).reshape(n, 28, 28), path)
+        return image_grid(np.clip(images, 0, 1), path, nrow=int(math.sqrt(n)))

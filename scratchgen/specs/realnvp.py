@@ -1,8 +1,6 @@
 """`scratchgen train realnvp`: RealNVP (scratchgen.models.realnvp) on dequantized MNIST images,
 test negative log-likelihood in nats and bits/dim."""
 import math
-import os
-import sys
 
 import numpy as np
 
@@ -10,6 +8,7 @@ from ..data import dequantize, first_rows, load_mnist
 from ..grad_mode import no_grad
 from ..models.realnvp import RealNVP, bits_per_dim
 from ..tensor import Tensor
+from .finite_samples import finite_samples
 from .registry import ModelSpec, NoiseState, register
 
 EVAL_CHUNK = 100  # images per evaluation forward pass: bounds the memory of the activations
@@ -64,14 +63,8 @@ class RealNVPSpec(NoiseState, ModelSpec):
 
     def sample(self, model, n, path):
         from ..plots import image_grid
-        with np.errstate(over="ignore", invalid="ignore"):   # an overflowing inverse is reported below
-            images = model.sample(n, temperature=self.config["temperature"]).numpy().reshape(n, 28, 28)
-        bad = ~np.isfinite(images).all(axis=(1, 2))
-        if bad.any():   # an undertrained flow's inverse divides by scales near 0: say so, never hide it
-            print(f"warning: {int(bad.sum())} of {n} samples are not finite (the flow's inverse overflowed at "
-                  f"temperature {self.config['temperature']}); {os.path.basename(path)} draws their inf/NaN "
-                  f"pixels grey. Train longer, or draw at a lower temperature: "
-                  f"scratchgen sample RUN --set temperature=0.5",
-                  file=sys.stderr, flush=True)
-            images = np.where(np.isfinite(images), images, 0.5)
+        t = self.config["temperature"]
+        images = finite_samples(lambda: model.sample(n, temperature=t).numpy().reshape(n, 28, 28), path,
+                                f"Train longer, or draw at a lower temperature than {t}: "
+                                f"scratchgen sample RUN --set temperature=0.5")
         return image_grid(np.clip(images, 0, 1), path, nrow=int(math.sqrt(n)))
