@@ -175,6 +175,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     cases = [(["--families", "nosuch"], "family 'nosuch'"),
              (["--families", "vae", "--set", "vae.nosuch=1"], "has no setting 'nosuch'"),
              (["--families", "vae", "--budget", "pixelcnn=1"], "not among the study's families"),
+             (["--families", "vae", "--iwae-k", "pixelcnn=1"], "not among the study's families"),
              (["--families", "vae", "--sequential", "--workers", "2"], "--sequential runs without Dask")]
     for extra, message in cases:
         assert main(["ood", "--out", str(tmp_path / "o"), *extra]) == 1
@@ -187,11 +188,22 @@ def test_cli_runs_a_tiny_study(tmp_path, capsys):
     from scratchgen.cli import main
     out = tmp_path / "cli"
     argv = ["ood", "--families", "vae", "--digits", "3", "--budget", "1,100", "--limit-valid", "50", "--limit-test",
-            "200", "--background", "none", "--iwae-k", "1", "--sequential", "--no-progress", "--out", str(out)]
+            "200", "--background", "none", "--iwae-k", "vae=1", "--sequential", "--no-progress", "--out", str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "vae AUPR %" in text and "digit 3" in text and "1 tasks trained" in text
+    assert "-log p(x): the ELBO (IWAE k = 1)." in (out / "results.md").read_text()
     assert main(argv) == 0 and "0 tasks trained, 1 reused" in capsys.readouterr().out
+
+
+def test_iwae_k_is_set_per_family_and_is_part_of_a_task_signature(tmp_path):
+    fams = {name: tasks.family(name) for name in ("vae", "pixelcnn")}
+    planned = study.plan(str(tmp_path), fams, [0], background=False, iwae_k={"vae": 1})
+    assert {t.family: t.iwae_k for t in planned} == {"vae": 1, "pixelcnn": 10}
+    assert {t.iwae_k for t in study.plan(str(tmp_path), fams, [0], background=False, iwae_k=3)} == {3}
+    default_vae = next(t for t in study.plan(str(tmp_path), fams, [0], background=False) if t.family == "vae")
+    vae = next(t for t in planned if t.family == "vae")
+    assert (vae.signature()["iwae_k"], default_vae.signature()["iwae_k"]) == (1, 10)   # a rerun with other k won't reuse
 
 
 def test_a_family_not_registered_yet_is_skipped_by_default(monkeypatch):

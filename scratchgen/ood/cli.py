@@ -51,6 +51,18 @@ def parse_budget(text):
     return fam.strip() or None, epochs, limit
 
 
+def parse_iwae_k(text):
+    """'[FAMILY=]K' -> (family or None, K >= 1)."""
+    fam, _, k = text.rpartition("=")
+    try:
+        k = int(k)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"--iwae-k {text!r}: expected [FAMILY=]K with K >= 1, e.g. 10 or pixelvae=1")
+    return fam.strip() or None, k
+
+
 def add_parser(subparsers):
     from ..cli import DATA_ENV
     o = subparsers.add_parser(
@@ -82,8 +94,9 @@ def add_parser(subparsers):
     o.add_argument("--compressors", type=_names, default=["png", "context"], metavar="LIST",
                    help=f"compressors for the complexity correction, from {','.join(COMPRESSORS)} (default "
                         f"png,context)")
-    o.add_argument("--iwae-k", type=_whole(1), default=10, dest="iwae_k", metavar="K",
-                   help="importance samples for a latent-variable model's -log p(x) bound (default 10)")
+    o.add_argument("--iwae-k", type=parse_iwae_k, action="append", dest="iwae_k", metavar="[FAMILY=]K",
+                   help="importance samples for a latent-variable model's -log p(x) bound (default 10; 1: the "
+                        "ELBO); without FAMILY= for every family (repeatable, e.g. --iwae-k pixelvae=1)")
     o.add_argument("--set", action="append", metavar="FAMILY.KEY=VALUE",
                    help="a model setting for one family, e.g. pixelcnn.channels=16 (repeatable)")
     o.add_argument("--out", metavar="DIR", default=os.path.join("runs", "ood"),
@@ -149,6 +162,12 @@ def run(args):
             raise CLIError(f"--budget {fam}=...: {fam!r} is not among the study's families ({', '.join(families)})")
         for name in ([fam] if fam else families):
             budgets[name] = (epochs, limit)
+    iwae_k = {}
+    for fam, k in args.iwae_k or []:
+        if fam is not None and fam not in families:
+            raise CLIError(f"--iwae-k {fam}=...: {fam!r} is not among the study's families ({', '.join(families)})")
+        for name in ([fam] if fam else families):
+            iwae_k[name] = k
     settings = _family_settings(args.set, families)
     os.makedirs(args.out, exist_ok=True)
     _lock_run_folder(args.out, args.cleanup)
@@ -156,7 +175,7 @@ def run(args):
     try:
         summary = run_study(args.out, families=families, digits=args.digits, budgets=budgets, settings=settings,
                             background=args.background == "perturbed", limit_valid=args.limit_valid,
-                            limit_test=args.limit_test, seed=args.seed, threads=args.threads, iwae_k=args.iwae_k,
+                            limit_test=args.limit_test, seed=args.seed, threads=args.threads, iwae_k=iwae_k,
                             compressors=tuple(args.compressors), perturb=args.perturb, scheduler=args.scheduler,
                             workers=args.workers, sequential=args.sequential, retries=args.retries,
                             progress=not args.no_progress, log=_say, data_root=os.environ.get(DATA_ENV))

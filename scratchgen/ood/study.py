@@ -73,7 +73,8 @@ def plan(out, families, digits, budgets=None, settings=None, background=True, li
          seed=0, threads=1, iwae_k=10, compressors=("png", "context"), perturb=0.2, data_root=None,
          data_source=""):
     """The study's tasks, the long ones first. budgets: {family: (epochs, limit_train)}, missing
-    ones from the family's defaults; settings: {family: {key: value}} over the family's."""
+    ones from the family's defaults; settings: {family: {key: value}} over the family's; iwae_k:
+    K for every family, or {family: K} (missing ones: 10)."""
     tasks = []
     for name, fam in families.items():
         epochs, limit = (budgets or {}).get(name, (fam.epochs, fam.limit_train))
@@ -84,7 +85,8 @@ def plan(out, families, digits, budgets=None, settings=None, background=True, li
                 tasks.append(Task(out=os.path.abspath(out), family=name, digit=int(digit), role=role, spec=fam,
                                   epochs=int(epochs), limit_train=limit or None, limit_valid=limit_valid or None,
                                   limit_test=limit_test or None, settings=cfg, seed=seed, threads=threads,
-                                  iwae_k=iwae_k, compressors=tuple(compressors), perturb=perturb,
+                                  iwae_k=iwae_k.get(name, 10) if isinstance(iwae_k, dict) else iwae_k,
+                                  compressors=tuple(compressors), perturb=perturb,
                                   data_root=data_root, data_source=data_source))
     tasks.sort(key=lambda t: -t.spec.cost * t.epochs * (t.limit_train or 50000))
     return tasks
@@ -349,6 +351,7 @@ def summarize(out, fams, tasks, digits):
                 "train_s_sum": round(sum(m["train_s"] for m in metas), 2),
                 "task_s_mean": round(float(np.mean([m["wall_s"] for m in metas])), 2),
                 "task_cpu_s_mean": round(float(np.mean([m.get("cpu_s", float("nan")) for m in metas])), 2),
+                "nll_estimate": sorted({m["nll_estimate"] for m in metas if m.get("nll_estimate")}),
                 "settings": metas[0]["task"]["settings"]}
         fam_out["_per_digit"] = per_digit   # for the plots; not written
         result["families"][name] = fam_out
@@ -398,7 +401,8 @@ def markdown(summary):
                       f"{b['parameters']:,} parameters; test set {b['test_images']} images; training time "
                       f"summed {b['train_s_sum']:.1f} s; a task took {b['task_s_mean']:.1f} s wall, "
                       f"{b['task_cpu_s_mean']:.1f} s CPU on average. "
-                      f"Settings: {json.dumps(b['settings'])}.", ""]
+                      + (f"-log p(x): {'/'.join(b['nll_estimate'])}. " if b.get("nll_estimate") else "")
+                      + f"Settings: {json.dumps(b['settings'])}.", ""]
         missing = [d for d in digits if d not in fam["digits_done"]]
         if missing:
             lines += [f"Missing digits (tasks not finished): {missing}", ""]

@@ -216,6 +216,17 @@ def _call(fn, x, **kwargs):
     return fn(x, **{k: v for k, v in kwargs.items() if k in accepted})
 
 
+def nll_estimate(model, iwae_k):
+    """How negative_log_likelihood estimates -log p(x) for `model`, in words."""
+    if hasattr(model, "nll"):
+        return "exact"
+    if hasattr(model, "log_likelihood"):
+        if "k" not in inspect.signature(model.log_likelihood).parameters:
+            return "exact"
+        return "the ELBO (IWAE k = 1)" if iwae_k == 1 else f"the IWAE bound, k = {iwae_k}"
+    return "log_prob" if hasattr(model, "log_prob") else "the ELBO"
+
+
 def negative_log_likelihood(model, x, shape, iwae_k=10, seed=0, batch=EVAL_BATCH):
     """-log p(x) in nats per example, from the first method the model has: nll(x) (exact, e.g.
     PixelCNN), log_likelihood(x, k) (an IWAE bound, e.g. the VAE's), log_prob(x), elbo(x)."""
@@ -389,6 +400,8 @@ def run_task(task):
             "train_s": round(train_s, 3), "score_s": round(wall - train_s, 3), "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 3), "threads": task.threads, "host": socket.gethostname(), "pid": os.getpid(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if fam.kind == "likelihood":
+        meta["nll_estimate"] = nll_estimate(model, task.iwae_k)
     if fam.kind == "likelihood" and task.role == "main":
         meta["train_nll_mean"] = float(arrays["train_nll_mean"])
         meta["test_nll_mean"] = float(arrays["nll"].mean())
