@@ -196,6 +196,15 @@ def test_cli_runs_a_tiny_study(tmp_path, capsys):
     assert main(argv) == 0 and "0 tasks trained, 1 reused" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("flag, text", [("--budget", "=2"), ("--budget", "x"), ("--iwae-k", "=3"),
+                                        ("--iwae-k", "vae=0"), ("--iwae-k", "k")])
+def test_malformed_budget_and_iwae_k_are_usage_errors(flag, text, capsys):
+    from scratchgen.cli import main
+    with pytest.raises(SystemExit) as stop:
+        main(["ood", flag, text])
+    assert stop.value.code == 2 and f"{flag} {text!r}: expected" in capsys.readouterr().err
+
+
 def test_iwae_k_is_set_per_family_and_is_part_of_a_task_signature(tmp_path):
     fams = {name: tasks.family(name) for name in ("vae", "pixelcnn")}
     planned = study.plan(str(tmp_path), fams, [0], background=False, iwae_k={"vae": 1})

@@ -38,9 +38,11 @@ def parse_digits(text):
 
 def parse_budget(text):
     """'[FAMILY=]EPOCHS[,LIMIT]' -> (family or None, epochs, limit or None); LIMIT 0 or 'all': every image."""
-    fam, _, rest = text.rpartition("=")
+    fam, eq, rest = text.rpartition("=")
     epochs, _, limit = rest.partition(",")
     try:
+        if eq and not fam.strip():
+            raise ValueError("no family before '='")
         epochs = int(epochs)
         limit = None if limit.strip().lower() in ("", "all", "0") else int(limit)
     except ValueError:
@@ -53,9 +55,9 @@ def parse_budget(text):
 
 def parse_iwae_k(text):
     """'[FAMILY=]K' -> (family or None, K >= 1)."""
-    fam, _, k = text.rpartition("=")
+    fam, eq, k = text.rpartition("=")
     try:
-        k = int(k)
+        k = int(k) if fam.strip() or not eq else 0
     except ValueError:
         k = 0
     if k < 1:
