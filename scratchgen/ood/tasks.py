@@ -224,7 +224,7 @@ def nll_estimate(model, iwae_k):
         if "k" not in inspect.signature(model.log_likelihood).parameters:
             return "exact"
         return "the ELBO (IWAE k = 1)" if iwae_k == 1 else f"the IWAE bound, k = {iwae_k}"
-    return "log_prob" if hasattr(model, "log_prob") else "the ELBO"
+    return "exact" if hasattr(model, "log_prob") else "the ELBO"
 
 
 def negative_log_likelihood(model, x, shape, iwae_k=10, seed=0, batch=EVAL_BATCH):
